@@ -1,0 +1,42 @@
+"""The task context an agent sends: what the task is and what it may cost."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Domain = Literal["self_heal", "optimize", "modernize"]
+Complexity = Literal["simple", "medium", "complex"]
+Priority = Literal["low", "medium", "high", "critical"]
+
+
+class TaskContext(BaseModel):
+    """Everything the router needs to know about a task (the spec's TaskContext).
+
+    Unknown fields and values outside the enumerations are rejected, and pydantic's error
+    names the field, so a typo in an agent never silently changes a routing decision.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    task_type: str = Field(min_length=1, pattern=r"^[a-z0-9_\-]+$")
+    """What the task is ('code_fix', 'query_optimization', ...); matched to capabilities."""
+    domain: Domain
+    complexity: Complexity
+    priority: Priority
+
+    max_cost_usd: float | None = Field(default=None, ge=0)
+    """Budget for the whole request, all attempts together."""
+    max_latency_ms: int | None = Field(default=None, gt=0)
+    """Deadline for the whole request, all attempts together."""
+    require_local: bool = False
+    """Only models tagged `local` (data must not leave the platform)."""
+
+    code_snippet: str | None = None
+    error_log: str | None = None
+    dependencies: tuple[str, ...] = ()
+    keywords: tuple[str, ...] = ()
+
+    agent_id: str = ""
+    agent_category: str = ""
