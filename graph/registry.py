@@ -75,6 +75,9 @@ class ModelEntry(_Strict):
     tags: tuple[str, ...] = ()
     api_key_env: str | None = None
     """Environment variable holding the key; derived from the provider prefix when unset."""
+    cost_source: Literal["registry", "provider"] = "registry"
+    """Bill calls at the registry's prices x real usage, or at the cost the provider
+    reports (replayed recordings carry the real cost of each call)."""
 
     @model_validator(mode="before")
     @classmethod

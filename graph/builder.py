@@ -1,0 +1,101 @@
+"""The selection graph: builder, compile, and the auto thread id that lets agents call
+`selection_graph.invoke(request)` on a checkpointed graph without a config."""
+
+from __future__ import annotations
+
+import functools
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from langchain_core.runnables import RunnableConfig
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph import END, START, StateGraph
+from langgraph.graph.state import CompiledStateGraph
+
+from graph.services import Services
+from graph.state import RunSettings, SelectionInput, SelectionOutput, SelectionState
+from nodes import llm
+from nodes.analyze_context import analyze_context
+from nodes.call_model import call_model
+from nodes.next_fallback import next_fallback, route_after_call, route_after_fallback
+from nodes.query_registry import query_registry
+from nodes.record_feedback import record_feedback
+from nodes.score import score
+
+NAME = "model_selector"
+
+
+def build_graph(services: Services | None = None) -> StateGraph:
+    """The uncompiled graph; nodes are bound to `services` (from the environment if None)."""
+    services = services or Services.from_env()
+    llm.warm_up()  # pay litellm's import here, not inside the first request's deadline
+    bind = functools.partial
+    builder = StateGraph(SelectionState, context_schema=RunSettings,
+                         input_schema=SelectionInput, output_schema=SelectionOutput)
+    builder.add_node("analyze_context", bind(analyze_context, services=services))
+    builder.add_node("query_registry", bind(query_registry, services=services))
+    builder.add_node("score", bind(score, services=services))
+    builder.add_node("call_model", bind(call_model, services=services))
+    builder.add_node("next_fallback", bind(next_fallback, services=services))
+    builder.add_node("record_feedback", bind(record_feedback, services=services))
+    builder.add_edge(START, "analyze_context")
+    builder.add_edge("analyze_context", "query_registry")
+    builder.add_edge("query_registry", "score")
+    builder.add_edge("score", "call_model")
+    builder.add_conditional_edges("call_model", route_after_call)
+    builder.add_conditional_edges("next_fallback", route_after_fallback)
+    builder.add_edge("record_feedback", END)
+    return builder
+
+
+def _with_thread(config: RunnableConfig | None) -> RunnableConfig:
+    config = dict(config or {})
+    configurable = dict(config.get("configurable") or {})
+    configurable.setdefault("thread_id", str(uuid.uuid4()))
+    config["configurable"] = configurable
+    return config  # type: ignore[return-value]
+
+
+class SelectionGraph(CompiledStateGraph):
+    """A compiled graph that gives each run a fresh thread id when the caller has none.
+
+    A checkpointed LangGraph refuses to run without `configurable.thread_id`; agents call
+    `selection_graph.invoke(request)`, so each such call becomes its own thread, whose id
+    the result carries (`thread_id`) for reading its history. Inside a parent graph the
+    parent's config (and thread) is used unchanged.
+    """
+
+    def stream(self, input: Any, config: RunnableConfig | None = None,  # noqa: A002, D102
+               **kwargs: Any) -> Iterator[Any]:
+        if self.checkpointer not in (None, False, True):
+            config = _with_thread(config)
+        return super().stream(input, config, **kwargs)
+
+    def astream(self, input: Any, config: RunnableConfig | None = None,  # noqa: A002, D102
+                **kwargs: Any) -> AsyncIterator[Any]:
+        if self.checkpointer not in (None, False, True):
+            config = _with_thread(config)
+        return super().astream(input, config, **kwargs)
+
+
+def compile_graph(
+    services: Services | None = None,
+    checkpointer: BaseCheckpointSaver | bool | None = None,
+) -> CompiledStateGraph:
+    """Compile with a checkpointer (None: none; True: the parent's, as a subgraph)."""
+    compiled = build_graph(services).compile(checkpointer=checkpointer, name=NAME)
+    compiled.__class__ = SelectionGraph  # same object, one behaviour added (see class doc)
+    return compiled
+
+
+def default_graph() -> CompiledStateGraph:
+    """`selection_graph`: services from the environment, checkpoints in the same Redis."""
+    from graph import redis_conn, settings
+    from graph.checkpoint import RedisCheckpointer
+
+    checkpointer = RedisCheckpointer.for_target(
+        redis_conn.target(), prefix=settings.key_prefix() + "model-selector:lg",
+        ttl_s=settings.checkpoint_ttl_seconds(),
+    )
+    return compile_graph(Services.from_env(), checkpointer)

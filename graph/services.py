@@ -1,0 +1,41 @@
+"""What the nodes work with: registry, shared store, feedback log, clock and sleeper.
+
+Built once per graph (from the environment by default) and bound into the nodes, so a
+test or an embedding application can hand the graph its own.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from graph import redis_conn, settings
+from graph.feedback import FeedbackLog
+from graph.registry import Registry, load_registry
+from graph.store import Store
+
+
+@dataclass
+class Services:
+    """Dependencies of the nodes."""
+
+    registry: Registry
+    store: Store
+    feedback: FeedbackLog
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+    """Backoff between retries; tests inject a recorder so nothing sleeps for real."""
+    rng: random.Random = field(default_factory=random.Random)
+    """Jitter source for backoff."""
+
+    @classmethod
+    def from_env(cls) -> Services:
+        """Registry from `REGISTRY_PATH`, Redis from `REDIS_URL` (else embedded), log path."""
+        client = redis_conn.target().client()
+        return cls(
+            registry=load_registry(),
+            store=Store(client, prefix=settings.key_prefix()),
+            feedback=FeedbackLog(settings.feedback_log_path()),
+        )

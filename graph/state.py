@@ -1,0 +1,116 @@
+"""The graph's input, state and output, and the per-run settings.
+
+State values are plain JSON (dicts, lists, numbers), so checkpoints stay small, portable
+and free of live objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, TypedDict
+
+from typing_extensions import NotRequired
+
+from graph.context import TaskContext
+
+
+class SelectionInput(TypedDict):
+    """What an agent sends: the task context, the prompt and an optional system prompt."""
+
+    context: TaskContext | Mapping[str, Any]
+    prompt: str
+    system_prompt: NotRequired[str | None]
+
+
+class Attempt(TypedDict):
+    """One call (or a skipped one) on one model."""
+
+    model_id: str
+    try_no: int
+    """1 for the first call on this model, 2 and 3 for retries."""
+    ok: bool
+    error_class: str | None
+    action: str | None
+    error: str | None
+    latency_ms: int
+    cost_usd: float
+
+
+def log_attempts(existing: list[Attempt] | None, new: list[Attempt] | None) -> list[Attempt]:
+    """Reducer of the attempt log: appends; None (sent by analyze_context) starts afresh,
+    so a thread id reused for a new request does not inherit the old request's attempts."""
+    if new is None:
+        return []
+    return [*(existing or []), *new]
+
+
+class SelectionOutput(TypedDict, total=False):
+    """The spec's result keys plus the decision record."""
+
+    response: str | None
+    model_used: str | None
+    latency_ms: int
+    cost_usd: float
+    success: bool
+    fallback_triggered: bool
+    error: str | None
+    stop_reason: str
+    """served, exhausted, budget, deadline or bad_request."""
+    thread_id: str | None
+    prompt_tokens: int
+    chain: list[dict[str, Any]]
+    candidates: list[dict[str, Any]]
+    excluded: dict[str, str]
+    attempts: list[Attempt]
+
+
+class SelectionState(SelectionOutput, total=False):
+    """Everything the nodes share; each field is written by the node named."""
+
+    context: Any
+    prompt: str
+    system_prompt: str | None
+    task: dict[str, Any]
+    """analyze_context: the validated TaskContext as a dict."""
+    messages: list[dict[str, str]]
+    max_output_tokens: int
+    weights: dict[str, float]
+    deadline: float | None
+    """analyze_context: epoch seconds by which the whole request must be done."""
+    started: float
+    eligible: list[str]
+    """query_registry: models that pass every filter."""
+    soft_excluded: dict[str, str]
+    """query_registry: hard-eligible models out of domain or capability (policy may use them)."""
+    health: dict[str, str]
+    """query_registry: live health of the models that may still be chained."""
+    position: int
+    """call_model: index in `chain` of the model being tried."""
+    tries: int
+    """call_model: calls made on the current model."""
+    spent_usd: float
+    usage: dict[str, int]
+    """call_model: token usage of the serving call."""
+    attempts: Annotated[list[Attempt], log_attempts]  # type: ignore[misc]
+
+
+@dataclass(kw_only=True, frozen=True)
+class RunSettings:
+    """Per-run settings, passed as `context=` to invoke; LangGraph gives None when absent."""
+
+    timeout_s: float = 30.0
+    max_tokens: int = 4096
+    temperature: float = 0.1
+    top_k: int = 3
+    max_tries_per_model: int = 3
+    require_keys: bool = True
+    """Exclude hosted models whose API key variable is unset (False for dry runs)."""
+    mock_responses: Mapping[str, Any] | None = None
+    """Model id (or "*") -> LiteLLM `mock_response`: offline runs through the real call path."""
+
+    def mock_for(self, model_id: str) -> Any:
+        """The mock response for a model, if any."""
+        if not self.mock_responses:
+            return None
+        return self.mock_responses.get(model_id, self.mock_responses.get("*"))

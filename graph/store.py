@@ -1,0 +1,162 @@
+"""Shared state in Redis (health cache, usage log, circuits), and what happens when Redis is down.
+
+Redis is the one truth for N replicas. When it stops answering, requests keep being served:
+health and circuits are kept in-process, usage entries queue in memory (the JSONL feedback
+log already holds every record durably) and are written to Redis when it answers again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+import redis
+
+from graph.circuit import Circuits, LocalCircuits, RedisCircuits
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+HEALTH_TTL_S = 60
+"""The spec's health cache TTL."""
+USAGE_KEEP = 1000
+"""The spec keeps the last 1000 usage entries per model."""
+OUTAGE_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+
+
+class Store:
+    """Health cache, usage log and circuits, on Redis with an in-process stand-in."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str = "",
+        clock: Callable[[], float] = time.time,
+        retry_interval_s: float = 1.0,
+    ) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.clock = clock
+        self.retry_interval_s = retry_interval_s
+        self._remote = RedisCircuits(client, prefix=prefix, clock=clock)
+        self._local = LocalCircuits(clock=clock)
+        self._local_health: dict[str, tuple[str, float]] = {}
+        self._pending: deque[tuple[str, str]] = deque()
+        self._down_until = 0.0
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ plumbing
+    def key(self, kind: str, model_id: str) -> str:
+        """The spec's key names (`model:health:{id}`, `model:usage:{id}`) under the prefix."""
+        return f"{self.prefix}model:{kind}:{model_id}"
+
+    @property
+    def online(self) -> bool:
+        """False while Redis is considered down (until the next retry)."""
+        return self.clock() >= self._down_until
+
+    def _run(self, remote: Callable[[], T], local: Callable[[], T]) -> T:
+        if self.online:
+            try:
+                if self._pending:
+                    self._flush()
+                return remote()
+            except OUTAGE_ERRORS as exc:
+                if self.online:
+                    log.warning("redis unavailable (%s): serving from process memory", exc)
+                self._down_until = self.clock() + self.retry_interval_s
+        return local()
+
+    def _flush(self) -> None:
+        """Write usage entries queued during an outage, oldest first."""
+        with self._lock:
+            batch = list(self._pending)
+            pipe = self.client.pipeline(transaction=False)
+            for model_id, entry in batch:
+                pipe.lpush(self.key("usage", model_id), entry)
+                pipe.ltrim(self.key("usage", model_id), 0, USAGE_KEEP - 1)
+            pipe.execute()
+            for _ in batch:
+                self._pending.popleft()
+        log.info("redis back: wrote %d queued usage entries", len(batch))
+
+    def flush_pending(self) -> int:
+        """Try to write queued usage entries now; returns how many are still queued."""
+        self._run(lambda: None, lambda: None)
+        return len(self._pending)
+
+    @property
+    def circuits(self) -> Circuits:
+        """Redis circuits while Redis answers, in-process ones while it does not."""
+        return self._remote if self.online else self._local
+
+    def with_circuits(self, action: Callable[[Circuits], T]) -> T:
+        """Run a circuit operation on Redis, or in-process if Redis fails meanwhile."""
+        return self._run(lambda: action(self._remote), lambda: action(self._local))
+
+    # ------------------------------------------------------------------ health
+    def statuses(self, defaults: Mapping[str, str]) -> dict[str, str]:
+        """Live health per model: the Redis cache, else (and then cached) the YAML status."""
+
+        def remote() -> dict[str, str]:
+            ids = list(defaults)
+            cached = self.client.mget([self.key("health", m) for m in ids]) if ids else []
+            found = {m: s for m, s in zip(ids, cached) if s}
+            missing = [m for m in ids if m not in found]
+            if missing:
+                pipe = self.client.pipeline(transaction=False)
+                for m in missing:
+                    pipe.set(self.key("health", m), defaults[m], ex=HEALTH_TTL_S, nx=True)
+                pipe.execute()
+            return {**defaults, **found}
+
+        def local() -> dict[str, str]:
+            now = self.clock()
+            live = {m: s for m, (s, exp) in self._local_health.items() if exp > now}
+            return {**defaults, **{m: s for m, s in live.items() if m in defaults}}
+
+        return self._run(remote, local)
+
+    def update_health(self, model_id: str, status: str, ttl_s: int = HEALTH_TTL_S) -> None:
+        """Cache a model's status for `ttl_s` seconds (the spec's `update_health`)."""
+        self._local_health[model_id] = (status, self.clock() + ttl_s)
+        self._run(
+            lambda: self.client.set(self.key("health", model_id), status, ex=ttl_s), lambda: None
+        )
+
+    # ------------------------------------------------------------------ usage
+    def log_usage(self, model_id: str, entry: Mapping[str, Any]) -> None:
+        """Append a JSON usage entry, keeping the last 1000 (queued while Redis is down)."""
+        line = json.dumps(entry, separators=(",", ":"), default=str)
+
+        def remote() -> None:
+            pipe = self.client.pipeline(transaction=True)
+            pipe.lpush(self.key("usage", model_id), line)
+            pipe.ltrim(self.key("usage", model_id), 0, USAGE_KEEP - 1)
+            pipe.execute()
+
+        self._run(remote, lambda: self._pending.append((model_id, line)))
+
+    def usage(self, model_id: str, last: int = 100) -> list[dict[str, Any]]:
+        """The newest `last` usage entries of a model, newest first (parsed JSON, never eval)."""
+        raw = self._run(lambda: self.client.lrange(self.key("usage", model_id), 0, last - 1),
+                        lambda: [])
+        return [json.loads(item) for item in raw]
+
+    def init_statuses(self, statuses: Mapping[str, str]) -> None:
+        """Load YAML statuses into the health cache (the spec's `--init`)."""
+        pipe = self.client.pipeline(transaction=False)
+        for model_id, status in statuses.items():
+            pipe.set(self.key("health", model_id), status, ex=HEALTH_TTL_S)
+        pipe.execute()
+
+    def delete_all(self, model_ids: Iterable[str]) -> None:
+        """Remove this store's keys for these models (tests, `registry init --reset`)."""
+        keys = [self.key(k, m) for m in model_ids for k in ("health", "usage")]
+        if keys:
+            self.client.delete(*keys)

@@ -1,0 +1,48 @@
+"""Why a model cannot be called right now: circuits, cooldowns, unusable marks, missing keys."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+
+from graph.circuit import exclusion_reason
+from graph.registry import ModelEntry, Registry
+from graph.store import Store
+
+
+def fingerprint(model: ModelEntry) -> str:
+    """Identifies the entry and its key, so editing either lifts an `unusable` mark.
+
+    Only a hash of the key's value is kept: the key itself never reaches Redis.
+    """
+    key = os.environ.get(model.key_env or "", "")
+    raw = model.model_dump_json() + "\0" + hashlib.sha256(key.encode()).hexdigest()
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+
+def missing_key(model: ModelEntry) -> str | None:
+    """The reason a hosted model cannot be called without its key, or None."""
+    env = model.key_env
+    if env and not os.environ.get(env):
+        return f"missing API key: set {env}"
+    return None
+
+
+def unavailable_reasons(
+    registry: Registry, store: Store, model_ids: Iterable[str], require_keys: bool,
+    has_mock: frozenset[str] = frozenset(),
+) -> dict[str, str]:
+    """Reasons per model id; models absent from the result are available."""
+    ids = list(model_ids)
+    now = store.clock()
+    snapshot = store.with_circuits(lambda c: c.snapshot(ids))
+    reasons: dict[str, str] = {}
+    for model_id in ids:
+        model = registry.models[model_id]
+        reason = exclusion_reason(snapshot[model_id], fingerprint(model), now)
+        if reason is None and require_keys and model_id not in has_mock:
+            reason = missing_key(model)
+        if reason:
+            reasons[model_id] = reason
+    return reasons

@@ -1,0 +1,140 @@
+"""call_model: one attempt on the current model of the chain, within budget and deadline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from graph import telemetry as tm
+from graph.redact import redact
+from graph.registry import ModelEntry
+from graph.services import Services
+from graph.state import Attempt, RunSettings, SelectionState
+from nodes import llm
+from nodes.errors import Failure, classify
+from nodes.selection import Limits, worst_case_cost
+
+
+def attempt(model_id: str, try_no: int, *, error_class: str | None = None,
+            action: str | None = None, error: str | None = None, latency_ms: int = 0,
+            cost_usd: float = 0.0) -> Attempt:
+    """An attempt record; `error_class` None means the call succeeded."""
+    return Attempt(model_id=model_id, try_no=try_no, ok=error_class is None,
+                   error_class=error_class, action=action, error=error,
+                   latency_ms=latency_ms, cost_usd=cost_usd)
+
+
+def preflight(state: SelectionState, model: ModelEntry, now: float) -> Attempt | None:
+    """A skip record when the deadline has passed or the budget cannot cover the call."""
+    try_no = state["tries"] + 1
+    deadline = state.get("deadline")
+    if deadline is not None and now >= deadline:
+        return attempt(model.id, try_no, error_class="deadline", action="stop",
+                       error="latency budget spent before this attempt could start")
+    budget = state["task"].get("max_cost_usd")
+    if budget is not None:
+        limits = Limits(state["prompt_tokens"], state["max_output_tokens"])
+        need = state["spent_usd"] + worst_case_cost(model, limits)
+        if need > budget:
+            return attempt(model.id, try_no, error_class="budget", action="next",
+                           error=f"spent ${state['spent_usd']:.6f} + worst case of this call "
+                                 f"would be ${need:.6f}, over budget ${budget:.6f}")
+    return None
+
+
+def call_params(state: SelectionState, settings: RunSettings, now: float) -> dict[str, Any]:
+    """Timeout shrunk to what the deadline leaves; the run's max_tokens and temperature."""
+    timeout = settings.timeout_s
+    if state.get("deadline") is not None:
+        timeout = max(0.001, min(timeout, state["deadline"] - now))
+    return {"max_tokens": state["max_output_tokens"], "temperature": settings.temperature,
+            "timeout_s": timeout}
+
+
+def on_failure(services: Services, state: SelectionState, model: ModelEntry,
+               failure: Failure) -> None:
+    """Shared consequences of a failure: breaker, cooldown, unusable mark, health."""
+    from nodes.availability import fingerprint
+
+    store = services.store
+    policy = services.registry.breaker_policy(state["task"]["domain"])
+    if failure.feeds_breaker:
+        store.with_circuits(lambda c: c.record_failure(model.id, policy))
+        store.update_health(model.id, "degraded")
+    elif failure.action == "cool_down_next":
+        seconds = failure.retry_after_s if failure.retry_after_s is not None else 5.0
+        store.with_circuits(lambda c: c.cool_down(model.id, seconds))
+    elif failure.action == "mark_unusable_next":
+        store.with_circuits(
+            lambda c: c.mark_unusable(model.id, fingerprint(model), failure.error_class)
+        )
+
+
+def _outcome(state: SelectionState, model_id: str, reply: llm.Reply) -> dict[str, Any]:
+    try_no = state["tries"] + 1
+    return {
+        "attempts": [attempt(model_id, try_no, latency_ms=reply.latency_ms,
+                             cost_usd=reply.cost_usd)],
+        "tries": try_no,
+        "spent_usd": state["spent_usd"] + reply.cost_usd,
+        "response": reply.text,
+        "model_used": model_id,
+        "latency_ms": reply.latency_ms,
+        "success": True,
+        "stop_reason": "served",
+        "fallback_triggered": state["position"] > 0,
+        "usage": {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens},
+    }
+
+
+def _failed(state: SelectionState, model_id: str, exc: BaseException, failure: Failure,
+            latency_ms: int) -> dict[str, Any]:
+    try_no = state["tries"] + 1
+    record = attempt(model_id, try_no, error_class=failure.error_class, action=failure.action,
+                     error=redact(f"{type(exc).__name__}: {exc}")[:500], latency_ms=latency_ms)
+    return {"attempts": [record], "tries": try_no}
+
+
+def _admit(services: Services, model_id: str) -> Attempt | None:
+    admission = services.store.with_circuits(lambda c: c.admit(model_id))
+    if admission == "open":
+        return attempt(model_id, 0, error_class="circuit_open", action="next",
+                       error="circuit opened (or another process holds its probe)")
+    return None
+
+
+def call_model(
+    state: SelectionState, runtime: Runtime[RunSettings], *, services: Services
+) -> dict[str, Any]:
+    """Call the current model once; record success or the classified failure."""
+    settings = runtime.context or RunSettings()
+    model_id = state["chain"][state["position"]]["model_id"]
+    model = services.registry.models[model_id]
+    now = services.clock()
+    skipped = preflight(state, model, now) or _admit(services, model_id)
+    if skipped:
+        return {"attempts": [skipped]}
+    params = call_params(state, settings, now)
+    with tm.tracer.start_as_current_span("gen_ai.chat") as span:
+        span.set_attribute(tm.GEN_AI_OPERATION, "chat")
+        span.set_attribute(tm.GEN_AI_REQUEST_MODEL, model.model)
+        span.set_attribute(tm.MODEL_ID, model_id)
+        span.set_attribute(tm.ATTEMPT, len(state.get("attempts", [])) + 1)
+        started = services.clock()
+        try:
+            reply = llm.call(model, state["messages"], mock_response=settings.mock_for(model_id),
+                             **params)
+        except Exception as exc:  # every failure is classified; none is swallowed unseen
+            failure = classify(exc)
+            span.set_attribute(tm.ERROR_TYPE, failure.error_class)
+            span.set_attribute(tm.SELECTOR_ACTION, failure.action)
+            on_failure(services, state, model, failure)
+            return _failed(state, model_id, exc, failure,
+                           int((services.clock() - started) * 1000))
+        span.set_attribute(tm.GEN_AI_USAGE_INPUT_TOKENS, reply.input_tokens)
+        span.set_attribute(tm.GEN_AI_USAGE_OUTPUT_TOKENS, reply.output_tokens)
+        span.set_attribute(tm.COST_USD, reply.cost_usd)
+        span.set_attribute(tm.LATENCY_MS, reply.latency_ms)
+    services.store.with_circuits(lambda c: c.record_success(model_id))
+    return _outcome(state, model_id, reply)

@@ -1,0 +1,99 @@
+"""One chat call through langchain-litellm, and what it cost.
+
+`litellm` is imported here and only here (and lazily), so paths that never call a model
+(the dry-run `select`, `--help`) never pay its import.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from graph.registry import ModelEntry
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What a successful call returned."""
+
+    text: str
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+    latency_ms: int
+
+
+def warm_up() -> None:
+    """Import langchain-litellm (and litellm) now; it takes seconds the first time."""
+    import langchain_litellm  # noqa: F401
+
+
+@functools.cache
+def chat_model(model_string: str, api_base: str | None) -> Any:
+    """A ChatLiteLLM per model, reused: construction costs more than the call overhead.
+
+    LangChain's own retry is off (`max_retries=1` is one attempt); the graph retries.
+    """
+    from langchain_litellm import ChatLiteLLM
+
+    return ChatLiteLLM(model=model_string, api_base=api_base, max_retries=1)
+
+
+def call(
+    model: ModelEntry,
+    messages: list[dict[str, str]],
+    *,
+    max_tokens: int,
+    temperature: float,
+    timeout_s: float,
+    mock_response: Any = None,
+) -> Reply:
+    """Call the model once; raises LiteLLM's exception types on failure."""
+    kwargs: dict[str, Any] = {
+        "max_tokens": max_tokens, "temperature": temperature, "timeout": timeout_s,
+    }
+    if mock_response is not None:
+        kwargs["mock_response"] = mock_response
+    started = time.perf_counter()
+    message = chat_model(model.model, model.api_base).invoke(messages, **kwargs)
+    return _reply(model, message, started)
+
+
+async def acall(
+    model: ModelEntry,
+    messages: list[dict[str, str]],
+    *,
+    max_tokens: int,
+    temperature: float,
+    timeout_s: float,
+    mock_response: Any = None,
+) -> Reply:
+    """The asyncio twin of `call`."""
+    kwargs: dict[str, Any] = {
+        "max_tokens": max_tokens, "temperature": temperature, "timeout": timeout_s,
+    }
+    if mock_response is not None:
+        kwargs["mock_response"] = mock_response
+    started = time.perf_counter()
+    message = await chat_model(model.model, model.api_base).ainvoke(messages, **kwargs)
+    return _reply(model, message, started)
+
+
+def _reply(model: ModelEntry, message: Any, started: float) -> Reply:
+    usage = message.usage_metadata or {}
+    input_tokens = int(usage.get("input_tokens", 0))
+    output_tokens = int(usage.get("output_tokens", 0))
+    meta = message.response_metadata or {}
+    reported = meta.get("response_cost")
+    if model.cost_source == "provider" and reported is not None:
+        cost = float(reported)
+    else:
+        cost = model.cost_usd(input_tokens, output_tokens)
+    latency = (time.perf_counter() - started) * 1000
+    text = message.content if isinstance(message.content, str) else str(message.content)
+    return Reply(text, input_tokens, output_tokens, round(cost, 8), int(latency))

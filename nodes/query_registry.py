@@ -1,0 +1,39 @@
+"""query_registry: which models may serve this request, and why each other one may not."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from graph.context import TaskContext
+from graph.services import Services
+from graph.state import RunSettings, SelectionState
+from nodes.availability import unavailable_reasons
+from nodes.selection import Limits, NoEligibleModel, filter_models
+
+
+def query_registry(
+    state: SelectionState, runtime: Runtime[RunSettings], *, services: Services
+) -> dict[str, Any]:
+    """Filter the registry by live health, circuits, keys, locality, window and budget."""
+    settings = runtime.context or RunSettings()
+    registry = services.registry
+    ctx = TaskContext.model_validate(state["task"])
+    statuses = services.store.statuses({m: e.status for m, e in registry.models.items()})
+    mocked = frozenset(m for m in registry.models if settings.mock_for(m) is not None)
+    unavailable = unavailable_reasons(
+        registry, services.store, registry.models, settings.require_keys, mocked
+    )
+    limits = Limits(state["prompt_tokens"], state["max_output_tokens"])
+    filtered = filter_models(registry, ctx, limits, statuses, unavailable)
+    policy = [m for m in registry.fallback_chain(ctx.domain) if m in filtered.soft_excluded]
+    if not filtered.eligible and not policy:
+        raise NoEligibleModel(ctx, filtered.excluded | filtered.soft_excluded)
+    usable = set(filtered.eligible) | set(filtered.soft_excluded)
+    return {
+        "eligible": filtered.eligible,
+        "soft_excluded": filtered.soft_excluded,
+        "excluded": filtered.excluded,
+        "health": {m: s for m, s in statuses.items() if m in usable},
+    }

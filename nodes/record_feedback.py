@@ -1,0 +1,80 @@
+"""record_feedback: the spec's feedback record to JSONL, usage to Redis, the final answer."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from typing import Any
+
+from langgraph.runtime import Runtime
+
+from graph import telemetry as tm
+from graph.services import Services
+from graph.state import Attempt, RunSettings, SelectionState
+
+CALLED = frozenset({None, "rate_limit", "timeout", "connection", "server_error",
+                    "context_window", "content_policy", "auth", "not_found", "unsupported",
+                    "bad_request", "unknown"})
+"""Attempt classes that reached a provider (skips for budget, deadline or circuit did not)."""
+
+
+def summarize_error(attempts: list[Attempt]) -> str:
+    """One line listing every attempt, for a request that was not served."""
+    parts = [f"{a['model_id']}#{a['try_no']}: {a['error_class']} ({a['error']})"
+             for a in attempts if not a["ok"]]
+    return f"all {len(parts)} attempts failed: " + "; ".join(parts)
+
+
+def feedback_record(state: SelectionState, now: datetime) -> dict[str, Any]:
+    """The spec's record (timestamp .. user_feedback) plus what explains the outcome."""
+    attempts = state.get("attempts") or []
+    served = state.get("model_used")
+    task = state["task"]
+    record: dict[str, Any] = {
+        "timestamp": now.isoformat(),
+        "model_id": served or (attempts[-1]["model_id"] if attempts else None),
+        "task_type": task["task_type"],
+        "success": bool(state.get("success")),
+        "latency_ms": state.get("latency_ms", 0),
+        "cost_usd": round(state.get("spent_usd", 0.0), 8),
+        "agent_id": task.get("agent_id", ""),
+        "user_feedback": None,
+        "request_id": state.get("thread_id"),
+        "domain": task["domain"],
+        "fallback_triggered": bool(state.get("fallback_triggered")),
+        "failed_models": sorted({a["model_id"] for a in attempts if not a["ok"]}),
+        "attempts": len(attempts),
+        "stop_reason": state.get("stop_reason"),
+        "prompt_tokens": state.get("prompt_tokens"),
+    }
+    if os.environ.get("FEEDBACK_INCLUDE_PROMPT") == "1":
+        record["prompt"] = state.get("prompt")
+    return record
+
+
+def record_feedback(
+    state: SelectionState, runtime: Runtime[RunSettings], *, services: Services
+) -> dict[str, Any]:
+    """Append the record (always), log usage per called model (Redis, or queued), answer."""
+    now = datetime.fromtimestamp(services.clock(), tz=timezone.utc)
+    attempts = state.get("attempts") or []
+    result: dict[str, Any] = {
+        "cost_usd": round(state.get("spent_usd", 0.0), 8),
+        "fallback_triggered": bool(state.get("fallback_triggered")) or state["position"] > 0,
+    }
+    if not state.get("success"):
+        result |= {"success": False, "response": None, "model_used": None,
+                   "latency_ms": sum(a["latency_ms"] for a in attempts),
+                   "error": summarize_error(attempts)}
+    record = feedback_record({**state, **result}, now)  # type: ignore[typeddict-item]
+    services.feedback.append(record)
+    for a in attempts:
+        if a["error_class"] in CALLED:
+            services.store.log_usage(a["model_id"], {
+                "timestamp": record["timestamp"], "latency_ms": a["latency_ms"],
+                "success": a["ok"], "task_type": record["task_type"],
+                "cost_usd": a["cost_usd"], "request_id": record["request_id"],
+            })
+    span = tm.trace.get_current_span()
+    span.set_attribute(tm.SELECTOR_STOP, str(state.get("stop_reason")))
+    return result

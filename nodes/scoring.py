@@ -1,0 +1,103 @@
+"""The spec's scoring formula, as pure functions over a model and a task.
+
+score = w_capability * capability + w_cost * cost + w_latency * latency + w_health * health,
+each component in [0, 1]. The formulas are the spec's, including its keyword/tag bonus and
+its with/without-budget branches; only the weights move (YAML, priority, complexity).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from graph.context import TaskContext
+from graph.registry import SPEC_WEIGHTS, Component, ModelEntry, ScoringConfig
+
+HEALTH_SCORES: Mapping[str, float] = {"alive": 1.0, "degraded": 0.5, "dead": 0.0, "unknown": 0.3}
+SPEC_AVERAGE_TOKENS = 10_000
+"""The spec's cost component assumes 10k tokens per request."""
+
+
+@dataclass(frozen=True, slots=True)
+class Score:
+    """A model's total score and the four components it is made of."""
+
+    total: float
+    capability_match: float
+    cost_efficiency: float
+    latency_priority: float
+    health_status: float
+
+    def as_dict(self) -> dict[str, float]:
+        """Rounded figures for decision records and CLI tables."""
+        return {
+            "total": round(self.total, 4),
+            "capability_match": round(self.capability_match, 4),
+            "cost_efficiency": round(self.cost_efficiency, 4),
+            "latency_priority": round(self.latency_priority, 4),
+            "health_status": round(self.health_status, 4),
+        }
+
+
+def capability_score(model: ModelEntry, ctx: TaskContext) -> float:
+    """1 when the task type is a capability, plus 0.1 per keyword that is a tag (max +0.3)."""
+    base = 1.0 if ctx.task_type in model.capabilities else 0.0
+    overlap = len(set(ctx.keywords) & set(model.tags))
+    return min(base + min(overlap * 0.1, 0.3), 1.0)
+
+
+def cost_score(model: ModelEntry, ctx: TaskContext) -> float:
+    """Cheaper is better; with a budget, the share of the budget 10k tokens would use."""
+    price = model.cost_per_1m_tokens
+    if ctx.max_cost_usd is None:
+        return 1.0 if price == 0.0 else 1.0 / (1.0 + price)
+    estimated = price / 1_000_000 * SPEC_AVERAGE_TOKENS
+    if estimated > ctx.max_cost_usd:
+        return 0.0
+    if ctx.max_cost_usd == 0:
+        return 1.0
+    return 1.0 - estimated / ctx.max_cost_usd
+
+
+def latency_score(model: ModelEntry, ctx: TaskContext) -> float:
+    """Faster is better: 500 ms -> 1, 2000 ms -> 0; with a budget, the margin left in it."""
+    latency = model.avg_latency_ms
+    if ctx.max_latency_ms is None:
+        return min(1.0, max(0.0, 1.0 - (latency - 500) / 1500))  # clamped: 300 ms is not 1.13
+    if latency > ctx.max_latency_ms:
+        return 0.0
+    return 1.0 - latency / ctx.max_latency_ms
+
+
+def health_score(status: str) -> float:
+    """The spec's table: alive 1, degraded 0.5, unknown 0.3, dead 0."""
+    return HEALTH_SCORES.get(status, 0.0)
+
+
+def effective_weights(config: ScoringConfig, ctx: TaskContext) -> dict[Component, float]:
+    """Base weights shifted by the task's priority and complexity, renormalised to sum 1.
+
+    Critical work weighs latency more and cost less, low-priority work the reverse, and
+    complex work weighs health more; medium/medium keeps the configured weights exactly.
+    """
+    weights = dict(config.weights)
+    for shift in (config.priority_shift.get(ctx.priority, {}),
+                  config.complexity_shift.get(ctx.complexity, {})):
+        for name, delta in shift.items():
+            weights[name] = max(0.0, weights[name] + delta)
+    total = sum(weights.values()) or 1.0
+    return {name: weights[name] / total for name in SPEC_WEIGHTS}
+
+
+def score_model(
+    model: ModelEntry, ctx: TaskContext, weights: Mapping[Component, float], status: str
+) -> Score:
+    """The weighted score of one model for one task; `status` is its live health."""
+    parts = {
+        "capability_match": capability_score(model, ctx),
+        "cost_efficiency": cost_score(model, ctx),
+        "latency_priority": latency_score(model, ctx),
+        "health_status": health_score(status),
+    }
+    total = sum(weights[name] * value for name, value in parts.items())  # type: ignore[index]
+    return Score(total=total, **parts)

@@ -1,0 +1,186 @@
+"""Which models may serve a task, in which order: pure functions, no I/O.
+
+Hard constraints (health, circuit, API key, locality, context window, budget) bind every
+model. Domain and capability select the scored candidates; when fewer than `top_k` match,
+the chain is topped up from the domain's fallback policy (the spec's own examples expect
+this: deepseek-coder-33b-instruct lacks `code_fix` yet is a self-heal fallback).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from graph.context import TaskContext
+from graph.registry import Component, ModelEntry, Registry
+from nodes.scoring import Score, score_model
+
+
+class NoEligibleModel(LookupError):
+    """Nothing may serve the task; the message says why for every model."""
+
+    def __init__(self, ctx: TaskContext, excluded: Mapping[str, str]) -> None:
+        self.excluded = dict(excluded)
+        lines = "\n  ".join(f"{model}: {reason}" for model, reason in excluded.items())
+        super().__init__(
+            f"no model can serve task_type={ctx.task_type!r} domain={ctx.domain!r}; "
+            f"excluded:\n  {lines}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What one request needs of a model, derived from the task and the prompt."""
+
+    prompt_tokens: int
+    max_output_tokens: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ranked:
+    """One model of the chain with its score and why it is there."""
+
+    model_id: str
+    score: Score
+    via: str  # "score" or "<domain> fallback policy"
+    note: str = ""
+
+
+@dataclass(slots=True)
+class Decision:
+    """The chain to try, every candidate's score and every exclusion's reason."""
+
+    chain: list[Ranked] = field(default_factory=list)
+    candidates: list[Ranked] = field(default_factory=list)
+    excluded: dict[str, str] = field(default_factory=dict)
+
+
+def worst_case_cost(model: ModelEntry, limits: Limits) -> float:
+    """USD if the model used every output token it is allowed."""
+    return model.cost_usd(limits.prompt_tokens, limits.max_output_tokens)
+
+
+def hard_exclusion(
+    model: ModelEntry,
+    ctx: TaskContext,
+    limits: Limits,
+    status: str,
+    unavailable: str | None,
+    budget_left: float | None,
+) -> str | None:
+    """Why a model may not serve this request at all, or None."""
+    if status == "dead":
+        return "status dead"
+    if unavailable:
+        return unavailable
+    if ctx.require_local and not model.is_local:
+        return "not local (require_local is set)"
+    needed = limits.prompt_tokens + limits.max_output_tokens
+    if needed > model.context_window:
+        return (
+            f"context window {model.context_window} < {limits.prompt_tokens} prompt + "
+            f"{limits.max_output_tokens} output tokens"
+        )
+    if budget_left is not None:
+        cost = worst_case_cost(model, limits)
+        if cost > budget_left:
+            return f"worst-case cost ${cost:.6f} exceeds budget ${budget_left:.6f}"
+    return None
+
+
+def soft_exclusion(model: ModelEntry, ctx: TaskContext) -> str | None:
+    """Why a model is not a scored candidate (the fallback policy may still use it)."""
+    if ctx.domain not in model.domains:
+        return f"domain {ctx.domain} not in {list(model.domains)}"
+    if ctx.task_type not in model.capabilities:
+        return f"lacks capability {ctx.task_type}"
+    return None
+
+
+@dataclass(slots=True)
+class Filtered:
+    """The registry split by the filters: scored candidates, policy-only models, the rest."""
+
+    eligible: list[str] = field(default_factory=list)
+    soft_excluded: dict[str, str] = field(default_factory=dict)
+    excluded: dict[str, str] = field(default_factory=dict)
+
+
+def filter_models(
+    registry: Registry,
+    ctx: TaskContext,
+    limits: Limits,
+    statuses: Mapping[str, str],
+    unavailable: Mapping[str, str],
+) -> Filtered:
+    """Apply every filter; `statuses` is live health, `unavailable` circuit/key reasons."""
+    out = Filtered()
+    for model_id, model in registry.models.items():
+        reason = hard_exclusion(
+            model, ctx, limits, statuses.get(model_id, model.status),
+            unavailable.get(model_id), ctx.max_cost_usd,
+        )
+        if reason is not None:
+            out.excluded[model_id] = reason
+            continue
+        reason = soft_exclusion(model, ctx)
+        if reason is None:
+            out.eligible.append(model_id)
+        else:
+            out.soft_excluded[model_id] = reason
+    return out
+
+
+def rank(
+    registry: Registry,
+    ctx: TaskContext,
+    filtered: Filtered,
+    weights: Mapping[Component, float],
+    statuses: Mapping[str, str],
+    top_k: int = 3,
+) -> Decision:
+    """Score the candidates, take the best `top_k`, top up from the domain policy.
+
+    Raises:
+        NoEligibleModel: when the chain would be empty.
+    """
+    def scored(model_id: str) -> Score:
+        model = registry.models[model_id]
+        return score_model(model, ctx, weights, statuses.get(model_id, model.status))
+
+    decision = Decision(excluded=dict(filtered.excluded))
+    decision.candidates = sorted(
+        (Ranked(m, scored(m), "score") for m in filtered.eligible),
+        key=lambda r: r.score.total,
+        reverse=True,
+    )
+    decision.chain = decision.candidates[:top_k]
+    chosen = {r.model_id for r in decision.chain}
+    for model_id in registry.fallback_chain(ctx.domain):
+        if len(decision.chain) >= top_k:
+            break
+        note = filtered.soft_excluded.get(model_id)
+        if model_id in chosen or note is None:
+            continue  # already chained, or barred by a hard constraint
+        decision.chain.append(Ranked(model_id, scored(model_id), f"{ctx.domain} fallback policy", note))
+        chosen.add(model_id)
+    decision.excluded.update(
+        (m, r) for m, r in filtered.soft_excluded.items() if m not in chosen
+    )
+    if not decision.chain:
+        raise NoEligibleModel(ctx, decision.excluded)
+    return decision
+
+
+def select(
+    registry: Registry,
+    ctx: TaskContext,
+    limits: Limits,
+    weights: Mapping[Component, float],
+    statuses: Mapping[str, str],
+    unavailable: Mapping[str, str],
+    top_k: int = 3,
+) -> Decision:
+    """Rank the registry for a task: primary first, then fallbacks (filter, then rank)."""
+    filtered = filter_models(registry, ctx, limits, statuses, unavailable)
+    return rank(registry, ctx, filtered, weights, statuses, top_k)
