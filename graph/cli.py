@@ -1,0 +1,79 @@
+"""`model-selector`: select (dry run), run, registry, health, evaluate, drill.
+
+Bad input ends with one line on stderr and exit code 2, never a traceback. `select`,
+`registry` and `health` never import litellm or LangGraph, so they answer fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from graph import cli_commands as cmd
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (the usage is one `--help` away)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _task_args(p: argparse.ArgumentParser, *, prompt_required: bool) -> None:
+    p.add_argument("--task-type", required=True)
+    p.add_argument("--domain", required=True, choices=["self_heal", "optimize", "modernize"])
+    p.add_argument("--complexity", required=True, choices=["simple", "medium", "complex"])
+    p.add_argument("--priority", required=True, choices=["low", "medium", "high", "critical"])
+    p.add_argument("--max-cost-usd", type=float)
+    p.add_argument("--max-latency-ms", type=int)
+    p.add_argument("--require-local", action="store_true")
+    p.add_argument("--keywords", default="", help="comma-separated")
+    p.add_argument("--agent-id", default="")
+    p.add_argument("--agent-category", default="")
+    p.add_argument("--prompt", required=prompt_required)
+    p.add_argument("--system-prompt")
+    p.add_argument("--max-tokens", type=int, default=4096)
+    p.add_argument("--top-k", type=int, default=3)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def parser() -> argparse.ArgumentParser:
+    """The command line."""
+    root = _Parser(prog="model-selector", description=__doc__)
+    sub = root.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _task_args(sub.add_parser("select", help="show the decision, call nothing"),
+               prompt_required=False)
+    run = sub.add_parser("run", help="select, call, fall back; print the answer")
+    _task_args(run, prompt_required=True)
+    run.add_argument("--mock-response", help="answer every call with this text (offline run)")
+    run.add_argument("--timeout-s", type=float, default=30.0)
+    reg = sub.add_parser("registry", help="validate, list or load the registry")
+    reg_sub = reg.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    v = reg_sub.add_parser("validate", help="check a registry file and its policies")
+    v.add_argument("path", nargs="?")
+    ls = reg_sub.add_parser("list", help="list models")
+    ls.add_argument("--domain")
+    ls.add_argument("--json", action="store_true")
+    reg_sub.add_parser("init", help="load the YAML statuses into Redis (the spec's --init)")
+    health = sub.add_parser("health", help="health, circuit and cooldown of every model")
+    health.add_argument("--probe", action="store_true", help="probe health_check_url now")
+    health.add_argument("--json", action="store_true")
+    cmd.add_extra_commands(sub)
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = parser().parse_args(argv)
+    try:
+        return int(cmd.dispatch(args) or 0)
+    except cmd.UserError as exc:
+        print(f"model-selector: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

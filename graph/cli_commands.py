@@ -1,0 +1,199 @@
+"""What each `model-selector` command does; errors become `UserError` (one line, exit 2)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+import redis
+from pydantic import ValidationError
+
+from graph.context import TaskContext
+from graph.registry import Registry, RegistryError, load_registry
+
+
+class UserError(Exception):
+    """Printed as one line; the command exits with status 2."""
+
+
+def emit(data: Any) -> None:
+    """Print JSON (for `--json`)."""
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _one_line(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    more = f" (+{exc.error_count() - 1} more)" if exc.error_count() > 1 else ""
+    return f"{where}: {first['msg']}{more}"
+
+
+def _context(args: argparse.Namespace) -> TaskContext:
+    keywords = [k.strip() for k in args.keywords.split(",") if k.strip()]
+    return TaskContext(
+        task_type=args.task_type, domain=args.domain, complexity=args.complexity,
+        priority=args.priority, max_cost_usd=args.max_cost_usd,
+        max_latency_ms=args.max_latency_ms, require_local=args.require_local,
+        keywords=keywords, agent_id=args.agent_id, agent_category=args.agent_category,
+    )
+
+
+def _registry(path: str | None = None) -> Registry:
+    return load_registry(path)
+
+
+def _store() -> Any:
+    from graph import redis_conn, settings
+    from graph.store import Store
+
+    return Store(redis_conn.target().client(), prefix=settings.key_prefix())
+
+
+def _fmt_score(score: dict[str, float]) -> str:
+    return (f"{score['total']:.3f}  (capability {score['capability_match']:.2f}, "
+            f"cost {score['cost_efficiency']:.2f}, latency {score['latency_priority']:.2f}, "
+            f"health {score['health_status']:.2f})")
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    """Dry run: the chain, every candidate's components and every exclusion's reason."""
+    from graph.dry_run import dry_run
+
+    ctx = _context(args)
+    result = dry_run(_registry(), _store(), ctx, prompt=args.prompt,
+                     system_prompt=args.system_prompt, max_tokens=args.max_tokens,
+                     top_k=args.top_k)
+    d = result.decision
+    if args.json:
+        emit({"primary": d.chain[0].model_id,
+              "fallbacks": [r.model_id for r in d.chain[1:]],
+              "chain": [{"model_id": r.model_id, "via": r.via, "note": r.note,
+                         "score": r.score.as_dict(),
+                         "missing_key": result.missing_keys.get(r.model_id)} for r in d.chain],
+              "candidates": [{"model_id": r.model_id, "score": r.score.as_dict()}
+                             for r in d.candidates],
+              "excluded": d.excluded, "prompt_tokens": result.prompt_tokens})
+        return 0
+    print(f"task {ctx.task_type} / {ctx.domain} / {ctx.complexity} / {ctx.priority}"
+          f"   budget {'$' + str(ctx.max_cost_usd) if ctx.max_cost_usd is not None else 'none'}"
+          f"   deadline {str(ctx.max_latency_ms) + ' ms' if ctx.max_latency_ms else 'none'}"
+          f"   prompt {result.prompt_tokens} tokens")
+    width = max(len(r.model_id) for r in d.chain + d.candidates)
+    for i, r in enumerate(d.chain):
+        role = "primary " if i == 0 else "fallback"
+        extra = f"   [{r.via}: {r.note}]" if r.via != "score" else ""
+        key = result.missing_keys.get(r.model_id)
+        flag = f"   ! {key}" if key else ""
+        print(f"{role}  {r.model_id:<{width}}  {_fmt_score(r.score.as_dict())}{extra}{flag}")
+    print(f"\ncandidates ({len(d.candidates)}):")
+    for r in d.candidates:
+        key = result.missing_keys.get(r.model_id)
+        print(f"  {r.model_id:<{width}}  {_fmt_score(r.score.as_dict())}"
+              + (f"   ! {key}" if key else ""))
+    print(f"\nexcluded ({len(d.excluded)}):")
+    for model_id, reason in d.excluded.items():
+        print(f"  {model_id}: {reason}")
+    if result.missing_keys:
+        print(f"\n! {len(result.missing_keys)} hosted models lack their API key here; "
+              "`run` excludes them (marked ! above).")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Select, call and fall back through the graph; print the answer and what it cost."""
+    from graph import selection_graph
+    from graph.state import RunSettings
+
+    settings = RunSettings(
+        timeout_s=args.timeout_s, max_tokens=args.max_tokens, top_k=args.top_k,
+        mock_responses={"*": args.mock_response} if args.mock_response else None,
+    )
+    request = {"context": _context(args), "prompt": args.prompt,
+               "system_prompt": args.system_prompt}
+    out = selection_graph.invoke(request, context=settings)
+    if args.json:
+        emit(out)
+        return 0 if out["success"] else 1
+    if out["success"]:
+        print(out["response"])
+        print(f"\n-- model {out['model_used']}   cost ${out['cost_usd']:.6f}   "
+              f"latency {out['latency_ms']} ms   fallback {out['fallback_triggered']}   "
+              f"thread {out['thread_id']}", file=sys.stderr)
+        return 0
+    print(f"model-selector: request failed ({out['stop_reason']}): {out['error']}",
+          file=sys.stderr)
+    return 1
+
+
+def cmd_registry(args: argparse.Namespace) -> int:
+    """validate / list / init."""
+    if args.action == "validate":
+        reg = _registry(args.path)
+        groups: dict[str, int] = {}
+        for m in reg.models.values():
+            groups[m.group] = groups.get(m.group, 0) + 1
+        print(f"{reg.source}: {len(reg.models)} models valid "
+              f"({', '.join(f'{g} {n}' for g, n in groups.items())}), "
+              f"{len(reg.policies)} domain policies")
+        return 0
+    reg = _registry()
+    if args.action == "list":
+        rows = [m for m in reg.models.values() if not args.domain or args.domain in m.domains]
+        if args.json:
+            emit([m.model_dump(mode="json") for m in rows])
+            return 0
+        for m in rows:
+            print(f"{m.id:<32} {m.group:<12} {m.status:<9} ${m.input_cost_per_1m:>6.2f}/"
+                  f"${m.output_cost_per_1m:<6.2f} {m.avg_latency_ms:>5} ms "
+                  f"{m.context_window:>8}  {m.model}")
+        return 0
+    store = _store()
+    store.init_statuses({m.id: m.status for m in reg.models.values()})
+    print(f"loaded {len(reg.models)} statuses into Redis (TTL 60 s)")
+    return 0
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    """Every model's health, circuit and cooldown (and `--probe`: check URLs now)."""
+    from graph.health import health_report
+
+    rows = health_report(_registry(), _store(), probe=args.probe)
+    if args.json:
+        emit(rows)
+        return 0
+    for row in rows:
+        print(f"{row['model_id']:<32} {row['health']:<9} circuit {row['circuit']:<9} "
+              f"{row['detail']}")
+    return 0
+
+
+COMMANDS = {"select": cmd_select, "run": cmd_run, "registry": cmd_registry,
+            "health": cmd_health}
+
+
+def add_extra_commands(sub: Any) -> None:
+    """Commands that live in their own modules (evaluate, drill)."""
+    try:
+        from graph.evaluate_cli import add_parser as add_evaluate
+    except ImportError:
+        return
+    add_evaluate(sub, COMMANDS)
+
+
+def dispatch(args: argparse.Namespace) -> int:
+    """Run a command, turning expected failures into one-line errors."""
+    from nodes.selection import NoEligibleModel
+
+    try:
+        return COMMANDS[args.command](args)
+    except ValidationError as exc:
+        raise UserError(_one_line(exc)) from None
+    except (RegistryError, NoEligibleModel, FileNotFoundError) as exc:
+        raise UserError(str(exc)) from None
+    except redis.RedisError as exc:
+        raise UserError(f"redis unavailable: {exc} (set REDIS_URL, or unset it for the "
+                        "embedded server)") from None
+    except ValueError as exc:
+        raise UserError(str(exc)) from None

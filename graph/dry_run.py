@@ -1,0 +1,48 @@
+"""The decision without the call: what `model-selector select` and `POST /v1/select` show.
+
+Same filters, scores and live state (health, circuits, cooldowns) as the graph's first three
+nodes, without LangGraph or LiteLLM imported, so it answers in milliseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from graph.context import TaskContext
+from graph.registry import Registry
+from graph.store import Store
+from graph.tokens import count_messages
+from nodes.availability import missing_key, unavailable_reasons
+from nodes.scoring import effective_weights
+from nodes.selection import Decision, Limits, select
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """A decision plus what a real run would additionally need (API keys)."""
+
+    decision: Decision
+    prompt_tokens: int
+    missing_keys: dict[str, str]
+
+
+def dry_run(
+    registry: Registry,
+    store: Store,
+    ctx: TaskContext,
+    *,
+    prompt: str | None = None,
+    system_prompt: str | None = None,
+    max_tokens: int = 4096,
+    top_k: int = 3,
+    require_keys: bool = False,
+) -> DryRun:
+    """Decide over the whole registry; with `require_keys`, as `run` would (keys enforced)."""
+    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    tokens = count_messages([*messages, {"role": "user", "content": prompt}]) if prompt else 0
+    statuses = store.statuses({m: e.status for m, e in registry.models.items()})
+    unavailable = unavailable_reasons(registry, store, registry.models, require_keys)
+    decision = select(registry, ctx, Limits(tokens, max_tokens),
+                      effective_weights(registry.scoring, ctx), statuses, unavailable, top_k)
+    missing = {m: r for m, e in registry.models.items() if (r := missing_key(e))}
+    return DryRun(decision, tokens, missing)

@@ -1,0 +1,109 @@
+"""The `model-selector` command as a user runs it (a real subprocess, real Redis)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tests.conftest import REDIS_URL
+
+SELECT = ["select", "--task-type", "code_fix", "--domain", "self_heal", "--complexity",
+          "simple", "--priority", "critical", "--max-cost-usd", "0.01", "--max-latency-ms", "2000"]
+
+
+@pytest.fixture
+def env(prefix, tmp_path):
+    clean = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    return {**clean, "REDIS_URL": REDIS_URL, "MODEL_SELECTOR_KEY_PREFIX": prefix,
+            "FEEDBACK_LOG_PATH": str(tmp_path / "fb.jsonl"), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
+
+
+def cli(env, *args):
+    return subprocess.run([sys.executable, "-m", "graph.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_select_prints_the_primary_with_components_and_flags_missing_keys(env):
+    out = cli(env, *SELECT)
+    assert out.returncode == 0, out.stderr
+    first = out.stdout.splitlines()[1]
+    assert first.startswith("primary   llama-3.3-70b-versatile")
+    assert "capability 1.00, cost 1.00, latency 0.70, health 1.00" in first
+    assert "! missing API key: set GROQ_API_KEY" in first
+    assert "claude-3.5-sonnet: worst-case cost" in out.stdout
+
+
+def test_select_json(env):
+    data = json.loads(cli(env, *SELECT, "--json").stdout)
+    assert data["primary"] == "llama-3.3-70b-versatile"
+    assert data["fallbacks"] == ["gpt-4o-mini-self-heal", "deepseek-coder-33b-instruct"]
+    assert data["chain"][0]["missing_key"] == "missing API key: set GROQ_API_KEY"
+
+
+def test_select_never_imports_litellm_or_langgraph(env):
+    code = textwrap.dedent(f"""
+        import sys
+        from graph.cli import main
+        assert main({SELECT!r}) == 0
+        print(sorted(m for m in ("litellm", "langgraph", "langchain_core") if m in sys.modules))
+    """)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--priority", "urgent"], "argument --priority: invalid choice"),
+    (["--max-cost-usd", "-1"], "max_cost_usd: Input should be greater than or equal to 0"),
+    (["--task-type", "Fix It!"], "task_type: String should match pattern"),
+])
+def test_bad_input_is_one_line_and_exit_2(env, args, message):
+    out = cli(env, *SELECT, *args)
+    assert out.returncode == 2
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) <= 2
+
+
+def test_nothing_eligible_explains_every_exclusion(env):
+    out = cli(env, *SELECT[:-4], "--max-cost-usd", "0", "--require-local")
+    assert out.returncode == 2
+    assert "no model can serve task_type='code_fix'" in out.stderr
+    assert "llama-3.3-70b-versatile: not local" in out.stderr
+
+
+def test_run_offline_with_a_mock_response_excludes_keyless_models(env):
+    out = cli(env, "run", *SELECT[1:], "--prompt", "free port 8080", "--mock-response", "done")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "done"
+    assert "model llama-3.3-70b-versatile" in out.stderr
+
+
+def test_run_without_keys_or_mocks_names_the_missing_variables(env):
+    out = cli(env, "run", *SELECT[1:], "--prompt", "free port 8080", "--json")
+    data = json.loads(out.stdout)
+    assert data["excluded"]["llama-3.3-70b-versatile"] == "missing API key: set GROQ_API_KEY"
+    # the local deepseek server is the only keyless candidate; nothing listens on :8001
+    assert data["success"] is False and data["chain"][0]["model_id"] == (
+        "deepseek-coder-33b-instruct")
+    assert out.returncode == 1
+
+
+def test_registry_commands(env, tmp_path):
+    out = cli(env, "registry", "validate")
+    assert out.returncode == 0 and "58 models valid" in out.stdout
+    assert "self_heal 10, optimize 15, modernize 12, specialized 21" in out.stdout
+    bad = tmp_path / "model_registry.yaml"
+    bad.write_text("models:\n  - id: x\n")
+    out = cli(env, "registry", "validate", str(bad))
+    assert out.returncode == 2 and "models[0] (id 'x'): provider: Field required" in out.stderr
+    assert len(json.loads(cli(env, "registry", "list", "--json").stdout)) == 58
+    assert cli(env, "registry", "init").stdout.startswith("loaded 58 statuses")
+
+
+def test_health_lists_every_model(env):
+    rows = json.loads(cli(env, "health", "--json").stdout)
+    assert len(rows) == 58 and {r["circuit"] for r in rows} == {"closed"}

@@ -1,0 +1,164 @@
+"""The selection graph end to end: real LangGraph, real LiteLLM call path (mock_response),
+real Redis for state, usage and checkpoints."""
+
+from __future__ import annotations
+
+import json
+
+import litellm
+import pytest
+
+from graph.state import RunSettings
+from tests.conftest import PORT_HEALER, QUERY_OPTIMIZER
+
+PROMPT = "Port 8080 is occupied by 'api'. Output only a bash script that frees it."
+PRIMARY, SECOND, THIRD = ("llama-3.3-70b-versatile", "gpt-4o-mini-self-heal",
+                          "deepseek-coder-33b-instruct")
+
+
+def run(graph, mocks, context=PORT_HEALER, **settings):
+    request = {"context": context, "prompt": PROMPT, "system_prompt": "You are a DevOps engineer."}
+    return graph.invoke(request, context=RunSettings(mock_responses=mocks, **settings))
+
+
+def feedback(services):
+    return [json.loads(line) for line in services.feedback.path.read_text().splitlines()]
+
+
+def err(cls, msg="boom", **kw):
+    return cls(msg, model="m", llm_provider="openai", **kw)
+
+
+def test_success_on_the_primary(selection, services):
+    out = run(selection, {"*": "fuser -k 8080/tcp"})
+    assert out["success"] and out["model_used"] == PRIMARY
+    assert out["response"] == "fuser -k 8080/tcp"
+    assert out["fallback_triggered"] is False and out["stop_reason"] == "served"
+    assert [c["model_id"] for c in out["chain"]] == [PRIMARY, SECOND, THIRD]
+    assert out["candidates"][0]["score"]["total"] > out["candidates"][1]["score"]["total"]
+    assert out["prompt_tokens"] > 20
+    [record] = feedback(services)
+    assert record["model_id"] == PRIMARY and record["success"] and record["agent_id"] == (
+        "PortCollisionHealer")
+    assert services.store.usage(PRIMARY)[0]["success"] is True
+
+
+def test_failed_primary_ends_on_a_fallback_with_feedback_usage_and_history(selection, services):
+    out = run(selection, {PRIMARY: "litellm.RateLimitError", "*": "ok from fallback"})
+    assert out["success"] and out["model_used"] == SECOND
+    assert out["fallback_triggered"] is True
+    assert [(a["model_id"], a["error_class"]) for a in out["attempts"]] == [
+        (PRIMARY, "rate_limit"), (SECOND, None)]
+    [record] = feedback(services)
+    assert record["model_id"] == SECOND and record["fallback_triggered"]
+    assert record["failed_models"] == [PRIMARY]
+    assert services.store.usage(SECOND)[0]["success"] is True
+    assert services.store.usage(PRIMARY)[0]["success"] is False
+    # the 429 cooled the primary down: the next request is excluded from it, with the reason
+    nxt = run(selection, {"*": "ok"})
+    assert nxt["model_used"] == SECOND
+    assert nxt["excluded"][PRIMARY].startswith("cooling down")
+    history = list(selection.get_state_history({"configurable": {"thread_id": out["thread_id"]}}))
+    steps = [h.next[0] for h in reversed(history) if h.next]
+    assert steps == ["__start__", "analyze_context", "query_registry", "score", "call_model",
+                     "next_fallback", "call_model", "record_feedback"]
+    assert history[0].values["model_used"] == SECOND
+
+
+def test_transient_errors_retry_the_same_model_with_backoff_then_move_on(selection, services):
+    out = run(selection, {PRIMARY: err(litellm.Timeout), "*": "ok"})
+    assert [a["model_id"] for a in out["attempts"]] == [PRIMARY] * 3 + [SECOND]
+    assert [a["try_no"] for a in out["attempts"]] == [1, 2, 3, 1]
+    assert len(services.slept) == 2  # two backoffs, injected: nothing slept for real
+    assert 0 <= services.slept[0] <= 0.5 and 0 <= services.slept[1] <= 1.0
+    snap = services.store.circuits.snapshot([PRIMARY])[PRIMARY]
+    assert snap.failures == 3 and snap.state == "closed"  # self_heal opens at 5
+    assert services.store.statuses({PRIMARY: "alive"})[PRIMARY] == "degraded"
+
+
+def test_breaker_opens_at_threshold_and_excludes_the_model(selection, services):
+    run(selection, {PRIMARY: err(litellm.InternalServerError), "*": "ok"})
+    out = run(selection, {PRIMARY: err(litellm.APIConnectionError), "*": "ok"})
+    # 3 + 2 failures reach self_heal's threshold of 5 mid-retry: it moves on at once
+    assert [a["model_id"] for a in out["attempts"]] == [PRIMARY, PRIMARY, SECOND]
+    out = run(selection, {"*": "ok"})
+    assert out["excluded"][PRIMARY].startswith("circuit open until")
+    assert out["model_used"] == SECOND
+
+
+def test_context_window_error_skips_to_a_larger_window_without_penalty(selection, services):
+    # QueryOptimizer chain: claude (200k) -> qwen (32k) -> gpt-4o-mini (128k)
+    out = run(selection, {"claude-3.5-sonnet": err(litellm.ContextWindowExceededError),
+                          "*": "ok"}, context=QUERY_OPTIMIZER)
+    assert out["model_used"] is None or out["model_used"] != "qwen-2.5-coder-32b-instruct"
+    assert [a["model_id"] for a in out["attempts"]] == ["claude-3.5-sonnet"]
+    assert out["stop_reason"] == "exhausted"  # no later model has a larger window than 200k
+    assert services.store.circuits.snapshot(["claude-3.5-sonnet"])["claude-3.5-sonnet"].failures == 0
+
+
+def test_context_window_error_moves_to_a_larger_one(selection, services):
+    out = run(selection, {PRIMARY: err(litellm.ContextWindowExceededError), "*": "ok"})
+    # llama (32k) -> gpt-4o-mini (128k); deepseek (16k) would not fit either
+    assert out["model_used"] == SECOND
+
+
+def test_content_policy_moves_to_another_provider(selection, services):
+    out = run(selection, {"claude-3.5-sonnet": err(litellm.ContentPolicyViolationError),
+                          "*": "ok"}, context=QUERY_OPTIMIZER)
+    assert out["model_used"] == "qwen-2.5-coder-32b-instruct"
+    assert services.store.statuses({"claude-3.5-sonnet": "alive"})["claude-3.5-sonnet"] == "alive"
+
+
+def test_auth_failure_marks_the_model_unusable(selection, services):
+    out = run(selection, {PRIMARY: err(litellm.AuthenticationError), "*": "ok"})
+    assert out["model_used"] == SECOND
+    nxt = run(selection, {"*": "ok"})
+    assert nxt["excluded"][PRIMARY] == "unusable: auth"
+
+
+def test_callers_bad_request_stops_at_once_and_blames_no_model(selection, services):
+    out = run(selection, {PRIMARY: err(litellm.BadRequestError, "messages: invalid"), "*": "ok"})
+    assert out["success"] is False and out["stop_reason"] == "bad_request"
+    assert len(out["attempts"]) == 1
+    snap = services.store.circuits.snapshot([PRIMARY])[PRIMARY]
+    assert snap.failures == 0 and snap.cooling_until is None and snap.unusable is None
+    assert services.store.statuses({PRIMARY: "alive"})[PRIMARY] == "alive"
+
+
+def test_exhausted_chain_returns_one_error_listing_every_attempt(selection, services):
+    out = run(selection, {"*": "litellm.RateLimitError"})
+    assert out["success"] is False and out["stop_reason"] == "exhausted"
+    assert out["response"] is None and out["model_used"] is None
+    assert out["error"].startswith("all 3 attempts failed")
+    for model in (PRIMARY, SECOND, THIRD):
+        assert model in out["error"]
+    [record] = feedback(services)
+    assert record["success"] is False and record["failed_models"] == sorted([PRIMARY, SECOND, THIRD])
+
+
+def test_missing_keys_exclude_hosted_models_naming_the_variable(selection, services):
+    out = run(selection, {THIRD: "local answer"}, require_keys=True)
+    assert out["excluded"][PRIMARY] == "missing API key: set GROQ_API_KEY"
+    assert out["excluded"][SECOND] == "missing API key: set OPENAI_API_KEY"
+    assert out["model_used"] == THIRD  # the local server needs no key
+
+
+def test_cost_comes_from_real_usage_and_prices(selection, services):
+    out = run(selection, {PRIMARY: "litellm.RateLimitError", "*": "ok"})
+    # gpt-4o-mini at 0.15 / 0.60 per 1M; LiteLLM's mock reports 10 prompt + 20 output tokens
+    assert out["cost_usd"] == pytest.approx((10 * 0.15 + 20 * 0.60) / 1e6)
+
+
+def test_bad_input_is_rejected_naming_the_field(selection):
+    with pytest.raises(Exception, match="priority"):
+        selection.invoke({"context": {**PORT_HEALER, "priority": "asap"}, "prompt": PROMPT})
+    with pytest.raises(ValueError, match="prompt"):
+        selection.invoke({"context": PORT_HEALER, "prompt": "  "})
+
+
+def test_taskcontext_object_is_accepted(selection):
+    from graph.context import TaskContext
+
+    out = selection.invoke({"context": TaskContext(**PORT_HEALER), "prompt": PROMPT},
+                           context=RunSettings(mock_responses={"*": "ok"}))
+    assert out["model_used"] == PRIMARY

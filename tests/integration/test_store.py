@@ -1,0 +1,66 @@
+"""Health cache, usage log and health probes on a real Redis."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import threading
+
+from graph.health import health_report, probe_all
+from graph.store import Store
+
+
+def test_health_cache_ttl_and_update(redis_client, prefix):
+    store = Store(redis_client, prefix=prefix)
+    assert store.statuses({"m1": "alive", "m2": "degraded"}) == {"m1": "alive", "m2": "degraded"}
+    assert 55 <= redis_client.ttl(f"{prefix}model:health:m1") <= 60  # the spec's 60 s
+    store.update_health("m1", "degraded")
+    assert store.statuses({"m1": "alive"})["m1"] == "degraded"
+    redis_client.delete(f"{prefix}model:health:m1")  # expired: back to the YAML status
+    assert store.statuses({"m1": "alive"})["m1"] == "alive"
+
+
+def test_usage_is_json_newest_first_and_keeps_the_last_1000(redis_client, prefix):
+    store = Store(redis_client, prefix=prefix)
+    for i in range(1005):
+        store.log_usage("m", {"latency_ms": i, "success": i % 2 == 0})
+    key = f"{prefix}model:usage:m"
+    assert redis_client.llen(key) == 1000
+    assert json.loads(redis_client.lindex(key, 0)) == {"latency_ms": 1004, "success": True}
+    assert store.usage("m", last=2) == [{"latency_ms": 1004, "success": True},
+                                        {"latency_ms": 1003, "success": False}]
+
+
+class _Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802
+        self.send_response(200 if self.path == "/health" else 503)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def test_probes_cache_alive_and_dead_and_the_report_shows_circuits(services, redis_client, prefix):
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Health)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    reg = services.registry
+    models = dict(reg.models)
+    models["deepseek-coder-33b-instruct"] = models["deepseek-coder-33b-instruct"].model_copy(
+        update={"health_check_url": f"http://127.0.0.1:{port}/health"})
+    models["qwen-2.5-coder-32b-instruct"] = models["qwen-2.5-coder-32b-instruct"].model_copy(
+        update={"health_check_url": f"http://127.0.0.1:{port}/down"})
+    reg = reg.model_copy(update={"models": models})
+    try:
+        results = probe_all(reg, services.store, timeout_s=0.5)
+    finally:
+        server.shutdown()
+    assert results["deepseek-coder-33b-instruct"] == "alive"
+    assert results["qwen-2.5-coder-32b-instruct"] == "dead"
+    assert results["codellama-70b-instruct"] == "dead"  # nothing listens on :8003 here
+    services.store.with_circuits(lambda c: c.cool_down("gpt-4o-mini-self-heal", 30))
+    rows = {r["model_id"]: r for r in health_report(reg, services.store)}
+    assert rows["qwen-2.5-coder-32b-instruct"]["health"] == "dead"
+    assert rows["gpt-4o-mini-self-heal"]["cooling_until"] is not None
+    assert rows["gpt-4o-mini-self-heal"]["circuit"] == "closed"
+    assert len(rows) == 58

@@ -1,0 +1,36 @@
+import pytest
+from pydantic import ValidationError
+
+from graph.context import TaskContext
+from tests.conftest import PORT_HEALER
+
+
+def test_accepts_the_spec_example():
+    ctx = TaskContext(**PORT_HEALER)
+    assert ctx.max_cost_usd == 0.01
+    assert ctx.keywords == ("port", "kill", "restart", "process")
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("domain", "cooking"), ("complexity", "huge"), ("priority", "urgent"),
+     ("max_cost_usd", -1), ("max_latency_ms", 0), ("task_type", "Code Fix!")],
+)
+def test_rejects_bad_values_naming_the_field(field, value):
+    with pytest.raises(ValidationError) as err:
+        TaskContext(**{**PORT_HEALER, field: value})
+    assert field in str(err.value)
+
+
+def test_rejects_unknown_fields_by_name():
+    with pytest.raises(ValidationError) as err:
+        TaskContext(**PORT_HEALER, max_cost=1.0)
+    assert "max_cost" in str(err.value)
+
+
+def test_lists_are_not_shared_between_instances():
+    a = TaskContext(task_type="x", domain="optimize", complexity="simple", priority="low")
+    b = TaskContext(task_type="y", domain="optimize", complexity="simple", priority="low")
+    assert a.keywords == () and b.keywords == ()
+    with pytest.raises(ValidationError):
+        a.keywords = ("mutated",)  # frozen

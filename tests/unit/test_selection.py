@@ -1,0 +1,97 @@
+"""The spec's usage examples and unit tests are the contract for what gets selected."""
+
+import pytest
+
+from graph.context import TaskContext
+from graph.registry import load_registry
+from nodes.scoring import effective_weights
+from nodes.selection import Limits, NoEligibleModel, select
+from tests.conftest import DEPENDENCY_UPGRADER, PORT_HEALER, QUERY_OPTIMIZER
+
+REG = load_registry()
+
+
+def decide(context, prompt_tokens=200, max_tokens=4096, statuses=None, unavailable=None):
+    ctx = TaskContext(**context)
+    return select(REG, ctx, Limits(prompt_tokens, max_tokens), effective_weights(REG.scoring, ctx),
+                  statuses or {}, unavailable or {})
+
+
+def chain(decision):
+    return [r.model_id for r in decision.chain]
+
+
+@pytest.mark.parametrize(("context", "expected"), [
+    (PORT_HEALER, ["llama-3.3-70b-versatile", "gpt-4o-mini-self-heal", "deepseek-coder-33b-instruct"]),
+    (QUERY_OPTIMIZER, ["claude-3.5-sonnet", "qwen-2.5-coder-32b-instruct", "gpt-4o-mini-self-heal"]),
+    (DEPENDENCY_UPGRADER, ["gemini-2.0-flash-exp", "mistral-large-latest", "claude-3.5-sonnet"]),
+])
+def test_spec_usage_examples_select_exactly_what_the_spec_expects(context, expected):
+    assert chain(decide(context)) == expected
+
+
+def test_spec_unit_test_select_model_for_self_heal():
+    d = decide(dict(task_type="code_fix", domain="self_heal", complexity="simple",
+                    priority="critical", max_cost_usd=0.01, max_latency_ms=2000))
+    assert d.chain[0].model_id in ["llama-3.3-70b-versatile", "gpt-4o-mini-self-heal"]
+    assert len(d.chain[1:]) == 2
+
+
+def test_spec_unit_test_fallback_on_expensive_task():
+    d = decide(dict(task_type="architecture_review", domain="optimize", complexity="complex",
+                    priority="low", max_cost_usd=None))
+    assert REG.models[d.chain[0].model_id].cost_per_1m_tokens <= 0.5
+
+
+def test_every_model_is_either_chained_or_excluded_with_a_reason():
+    d = decide(PORT_HEALER)
+    assert set(chain(d)) | set(d.excluded) == set(REG.models)
+    assert d.excluded["claude-3.5-sonnet"].startswith("worst-case cost $")
+    assert d.excluded["gemini-2.0-flash-exp"].startswith("domain self_heal not in")
+    assert d.chain[2].via == "self_heal fallback policy"
+    assert d.chain[2].note == "lacks capability code_fix"
+
+
+def test_candidates_carry_score_components():
+    top = decide(PORT_HEALER).candidates[0]
+    assert top.model_id == "llama-3.3-70b-versatile"
+    assert set(top.score.as_dict()) == {"total", "capability_match", "cost_efficiency",
+                                        "latency_priority", "health_status"}
+
+
+def test_dead_and_unavailable_models_are_excluded_and_the_next_best_promoted():
+    d = decide(PORT_HEALER, statuses={"llama-3.3-70b-versatile": "dead"},
+               unavailable={"gpt-4o-mini-self-heal": "circuit open until 2026-11-26T04:00:00Z"})
+    assert d.excluded["llama-3.3-70b-versatile"] == "status dead"
+    assert d.excluded["gpt-4o-mini-self-heal"].startswith("circuit open until")
+    assert chain(d)[0] == "deepseek-coder-33b-instruct"  # policy top-up still serves
+
+
+def test_the_prompt_must_fit_the_context_window():
+    d = decide(QUERY_OPTIMIZER, prompt_tokens=30_000)
+    assert "qwen-2.5-coder-32b-instruct" not in chain(d)
+    assert d.excluded["qwen-2.5-coder-32b-instruct"] == (
+        "context window 32768 < 30000 prompt + 4096 output tokens")
+
+
+def test_require_local_keeps_only_local_models():
+    d = decide(dict(task_type="code_optimization", domain="optimize", complexity="medium",
+                    priority="medium", require_local=True))
+    assert d.chain and all(REG.models[m].is_local for m in chain(d))
+    assert d.excluded["claude-3.5-sonnet"] == "not local (require_local is set)"
+
+
+def test_budget_filters_on_worst_case_cost():
+    d = decide({**QUERY_OPTIMIZER, "max_cost_usd": 0.001})
+    assert "claude-3.5-sonnet" in d.excluded
+    assert all(REG.models[m].cost_usd(200, 4096) <= 0.001 for m in chain(d))
+
+
+def test_nothing_qualifies_error_lists_every_reason():
+    with pytest.raises(NoEligibleModel) as err:
+        decide({**PORT_HEALER, "max_cost_usd": 0.0}, statuses={
+            "llama-3.3-70b-versatile": "dead"})
+    message = str(err.value)
+    assert "llama-3.3-70b-versatile: status dead" in message
+    assert "claude-3.5-sonnet: worst-case cost" in message
+    assert len(err.value.excluded) == len(REG.models)
