@@ -106,6 +106,10 @@ class RunSettings:
     max_tries_per_model: int = 3
     require_keys: bool = True
     """Exclude hosted models whose API key variable is unset (False for dry runs)."""
+    policy: str = "spec"
+    """How candidates are ordered: spec, cheapest, random, model:<id> (nodes/policies.py)."""
+    seed: int = 0
+    """Seeds the random policy (with the prompt), so runs repeat exactly."""
     mock_responses: Mapping[str, Any] | None = None
     """Model id (or "*") -> LiteLLM `mock_response`: offline runs through the real call path."""
 

@@ -9,6 +9,7 @@ from langgraph.runtime import Runtime
 from graph.context import TaskContext
 from graph.services import Services
 from graph.state import RunSettings, SelectionState
+from nodes.policies import resolve
 from nodes.selection import Filtered, Ranked, rank
 
 
@@ -28,9 +29,10 @@ def score(
         soft_excluded=state["soft_excluded"],
         excluded=state["excluded"],
     )
-    decision = rank(
-        services.registry, ctx, filtered, state["weights"], state["health"], settings.top_k
-    )
+    policy = resolve(settings.policy)
+    key = f"{settings.seed}:{state['prompt']}"
+    decision = rank(services.registry, ctx, filtered, state["weights"], state["health"],
+                    settings.top_k, order=lambda r: policy(r, services.registry, key))
     return {
         "chain": [_record(r) for r in decision.chain],
         "candidates": [_record(r) for r in decision.candidates],

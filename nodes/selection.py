@@ -8,7 +8,7 @@ this: deepseek-coder-33b-instruct lacks `code_fix` yet is a self-heal fallback).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from graph.context import TaskContext
@@ -138,8 +138,11 @@ def rank(
     weights: Mapping[Component, float],
     statuses: Mapping[str, str],
     top_k: int = 3,
+    order: Callable[[list[Ranked]], list[Ranked]] | None = None,
 ) -> Decision:
     """Score the candidates, take the best `top_k`, top up from the domain policy.
+
+    `order` replaces the by-score ordering (a routing policy, see nodes/policies.py).
 
     Raises:
         NoEligibleModel: when the chain would be empty.
@@ -149,11 +152,9 @@ def rank(
         return score_model(model, ctx, weights, statuses.get(model_id, model.status))
 
     decision = Decision(excluded=dict(filtered.excluded))
-    decision.candidates = sorted(
-        (Ranked(m, scored(m), "score") for m in filtered.eligible),
-        key=lambda r: r.score.total,
-        reverse=True,
-    )
+    ranked = [Ranked(m, scored(m), "score") for m in filtered.eligible]
+    decision.candidates = (order(ranked) if order else
+                           sorted(ranked, key=lambda r: r.score.total, reverse=True))
     decision.chain = decision.candidates[:top_k]
     chosen = {r.model_id for r in decision.chain}
     for model_id in registry.fallback_chain(ctx.domain):

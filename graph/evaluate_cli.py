@@ -1,0 +1,75 @@
+"""The `evaluate` command: wiring of graph, Redis, replay provider and progress bar."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from graph.evaluate import BASELINES, load_fleet, run_policy, summarize, table, write_outputs
+
+
+def add_parser(sub: Any, commands: dict[str, Any]) -> None:
+    """Register `evaluate` on the CLI."""
+    p = sub.add_parser("evaluate", help="route a replay dataset through the graph, per policy")
+    p.add_argument("--dataset", default="llmrouter", help="llmrouter (bundled) or routerbench")
+    p.add_argument("--data", help="replay file (.jsonl[.gz]) or RouterBench CSV folder")
+    p.add_argument("--policies", default=",".join(BASELINES),
+                   help=f"comma-separated: {', '.join(BASELINES)}, model:<id>")
+    p.add_argument("--limit", type=int, help="only the first N prompts")
+    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="evaluation", help="folder for the JSON and PNG")
+    p.add_argument("--no-progress", action="store_true")
+    commands["evaluate"] = cmd_evaluate
+
+
+def _graph(fleet: Any, out: Path) -> Any:
+    from graph import redis_conn, settings
+    from graph.builder import compile_graph
+    from graph.checkpoint import RedisCheckpointer
+    from graph.feedback import FeedbackLog
+    from graph.services import Services
+    from graph.store import Store
+
+    target = redis_conn.target()
+    prefix = settings.key_prefix() + f"evaluate:{fleet.name}:"
+    services = Services(registry=fleet.registry,
+                        store=Store(target.client(), prefix=prefix),
+                        feedback=FeedbackLog(out / f"feedback-{fleet.name}.jsonl"))
+    checkpointer = RedisCheckpointer.for_target(target, prefix=prefix + "lg", ttl_s=3600)
+    return compile_graph(services, checkpointer), services
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Run every policy, print the table, write JSON and PNG."""
+    from tqdm import tqdm
+
+    from graph.replay.provider import install, registry_latencies
+
+    fleet = load_fleet(args.dataset, args.data, args.limit)
+    out = Path(args.out)
+    graph, services = _graph(fleet, out)
+    provider = install(fleet.dataset, registry_latencies(fleet.registry), seed=args.seed)
+    singles = {m: fleet.dataset.model_outcome(m) for m in fleet.dataset.models}
+    best = max(singles, key=lambda m: singles[m].mean_score)
+    best_id = next(i for i, e in fleet.registry.models.items() if e.model == f"replay/{best}")
+    names = [p.strip() for p in args.policies.split(",") if p.strip()]
+    results = []
+    with tqdm(total=len(fleet.dataset) * len(names), unit="req", disable=args.no_progress,
+              file=sys.stderr, desc=f"evaluate {fleet.name}") as bar:
+        for name in names:
+            policy = f"model:{best_id}" if name == "best-single" else name
+            result = run_policy(graph, fleet, provider, policy, seed=args.seed,
+                                concurrency=args.concurrency, progress=bar.update)
+            result.policy = name if name != "best-single" else f"best-single ({best})"
+            results.append(result)
+    summary = summarize(fleet, results)
+    summary["wall_s"] = {r.policy: round(r.wall_s, 2) for r in results}
+    json_path, png_path = write_outputs(summary, out)
+    print(table(summary))
+    print("wall time per policy: " + ", ".join(f"{k} {v:.1f} s"
+                                               for k, v in summary["wall_s"].items()))
+    print(f"report: {json_path}\nplot:   {png_path}\nfeedback: {services.feedback.path}")
+    return 0

@@ -1,0 +1,68 @@
+"""`model-selector evaluate` through the real graph, Redis and the replay provider."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from graph.cli import main
+from graph.evaluate_metrics import aiq, hull, percentile
+from tests.conftest import REDIS_URL, SHARED_DATA
+
+
+@pytest.fixture
+def env(monkeypatch, prefix):
+    monkeypatch.setenv("REDIS_URL", REDIS_URL)
+    monkeypatch.setenv("MODEL_SELECTOR_KEY_PREFIX", prefix)
+
+
+def test_evaluate_bundled_llmrouter_writes_table_json_plot_and_feedback(env, tmp_path, capsys):
+    assert main(["evaluate", "--limit", "60", "--out", str(tmp_path), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "llmrouter: 60 prompts" in printed and "AIQ over" in printed
+    report = json.loads((tmp_path / "evaluate-llmrouter.json").read_text())
+    policies = {p["policy"].split(" ")[0]: p for p in report["policies"]}
+    assert set(policies) == {"random", "cheapest", "best-single", "spec"}
+    for p in policies.values():
+        assert p["requests"] == 60 and p["served"] == 60
+    best = report["best_single"]
+    assert policies["best-single"]["mean_quality"] == pytest.approx(best["mean_quality"])
+    assert policies["cheapest"]["cost_per_1k"] <= policies["random"]["cost_per_1k"]
+    assert report["oracle"]["mean_quality"] >= best["mean_quality"]
+    assert (tmp_path / "evaluate-llmrouter.png").read_bytes()[:4] == b"\x89PNG"
+    feedback = (tmp_path / "feedback-llmrouter.jsonl").read_text().splitlines()
+    assert len(feedback) == 4 * 60
+
+
+def test_same_command_same_numbers(env, tmp_path):
+    for run in ("a", "b"):
+        main(["evaluate", "--limit", "30", "--policies", "random,spec", "--out",
+              str(tmp_path / run), "--no-progress", "--seed", "7"])
+    a, b = (json.loads((tmp_path / r / "evaluate-llmrouter.json").read_text()) for r in "ab")
+    strip = lambda rep: [{k: v for k, v in p.items() if k != "wall_s"} for p in rep["policies"]]
+    assert strip(a) == strip(b)
+
+
+def test_routerbench_needs_its_data(env, tmp_path, capsys):
+    assert main(["evaluate", "--dataset", "routerbench", "--out", str(tmp_path)]) == 2
+    assert "routerbench data is not bundled" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(not SHARED_DATA.exists(), reason="../shared/data is beside the project only")
+def test_routerbench_single_model_figures_through_the_graph(env, tmp_path, capsys):
+    data = SHARED_DATA / "routerbench-0shot-train"
+    assert main(["evaluate", "--dataset", "routerbench", "--data", str(data), "--policies",
+                 "best-single", "--limit", "200", "--out", str(tmp_path), "--no-progress"]) == 0
+    report = json.loads((tmp_path / "evaluate-routerbench.json").read_text())
+    [routed] = report["policies"]
+    assert routed["policy"] == "best-single (gpt-4-1106-preview)"
+    single = report["single_models"]["gpt-4-1106-preview"]
+    assert routed["mean_quality"] == pytest.approx(single["mean_quality"], abs=0.01)
+
+
+def test_metrics():
+    assert percentile([5, 1, 3, 2, 4], 50) == 3
+    assert hull([(0, 0.2), (1, 0.1), (2, 0.8), (3, 0.9)]) == [(0, 0.2), (2, 0.8), (3, 0.9)]
+    assert aiq([(0.0, 0.5), (1.0, 1.0)], 0.0, 1.0) == pytest.approx(0.75, abs=1e-3)
+    assert aiq([(0.5, 0.6)], 0.0, 1.0) == pytest.approx(0.6)
