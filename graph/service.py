@@ -1,0 +1,264 @@
+"""The selection graph over HTTP, for Kubernetes: N stateless replicas sharing one Redis.
+
+Run it with `uvicorn graph.service:app --host 0.0.0.0 --port 8080`. The graph is built
+once per process at startup (lifespan), not per request, because building it imports
+LiteLLM (seconds). Everything a replica must share (health, circuits, usage, checkpoints)
+already lives in Redis, so replicas need no affinity and any of them can serve a request.
+
+Routes: `POST /v1/select` (dry run: the decision, no model called), `POST /v1/run` (the
+full graph through `ainvoke`), `GET /v1/models`, `GET /healthz` (liveness) and
+`GET /readyz` (readiness: registry loaded and Redis answering).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from langgraph.graph.state import CompiledStateGraph
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from graph import redis_conn, settings
+from graph.context import TaskContext
+from graph.dry_run import DryRun, dry_run
+from graph.redact import redact
+from graph.services import Services
+from graph.state import RunSettings
+from nodes.analyze_context import BadRequest
+from nodes.selection import NoEligibleModel
+
+log = logging.getLogger(__name__)
+
+
+class Options(BaseModel):
+    """Per-request overrides of `RunSettings`. Mock responses are deliberately absent:
+    an HTTP caller must not be able to fake a model's answer (tests set them in `create_app`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    timeout_s: float | None = Field(default=None, gt=0, le=300)
+    max_tokens: int | None = Field(default=None, gt=0, le=200_000)
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    top_k: int | None = Field(default=None, ge=1, le=10)
+    max_tries_per_model: int | None = Field(default=None, ge=1, le=5)
+
+
+class RunRequest(BaseModel):
+    """The graph's input; pydantic names any bad field (422) before the graph runs."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    context: TaskContext
+    prompt: str = Field(min_length=1, pattern=r"\S")
+    system_prompt: str | None = None
+    options: Options = Options()
+
+    def graph_input(self) -> dict[str, Any]:
+        """The `SelectionInput` dict the graph takes."""
+        return {"context": self.context.model_dump(), "prompt": self.prompt,
+                "system_prompt": self.system_prompt}
+
+
+class SelectRequest(RunRequest):
+    """A dry run; keys are ignored by default, as in the CLI's dry run, so the answer is
+    the registry's decision. `require_keys: true` gives what this replica's `run` would do."""
+
+    require_keys: bool = False
+
+
+class NotReady(RuntimeError):
+    """Startup failed (the message says why); the API answers 503 until a restart."""
+
+
+@dataclasses.dataclass
+class Runtime:
+    """What the lifespan built: one graph and the services its nodes are bound to."""
+
+    base: RunSettings
+    services: Services | None = None
+    graph: CompiledStateGraph | None = None
+    error: str | None = None
+
+    def ready(self) -> tuple[Services, CompiledStateGraph]:
+        """The built pieces, or NotReady with the startup error."""
+        if self.services is None or self.graph is None:
+            raise NotReady(self.error or "starting")
+        return self.services, self.graph
+
+    def settings(self, options: Options, **extra: Any) -> RunSettings:
+        """The base settings with the request's overrides."""
+        chosen = {k: v for k, v in options.model_dump().items() if v is not None}
+        return dataclasses.replace(self.base, **chosen, **extra)
+
+
+def _decision(result: DryRun) -> dict[str, Any]:
+    """The same JSON as `model-selector select --json`."""
+    d = result.decision
+    return {"primary": d.chain[0].model_id, "fallbacks": [r.model_id for r in d.chain[1:]],
+            "chain": [{"model_id": r.model_id, "via": r.via, "note": r.note,
+                       "score": r.score.as_dict(),
+                       "missing_key": result.missing_keys.get(r.model_id)} for r in d.chain],
+            "candidates": [{"model_id": r.model_id, "score": r.score.as_dict()}
+                           for r in d.candidates],
+            "excluded": d.excluded, "prompt_tokens": result.prompt_tokens}
+
+
+def _checkpointer() -> Any:
+    from graph.checkpoint import RedisCheckpointer
+
+    return RedisCheckpointer.for_target(
+        redis_conn.target(), prefix=settings.key_prefix() + "model-selector:lg",
+        ttl_s=settings.checkpoint_ttl_seconds(),
+    )
+
+
+def _build(rt: Runtime, make_services: Callable[[], Services], checkpoints: bool) -> None:
+    from graph.builder import compile_graph
+
+    try:
+        services = make_services()
+        rt.graph = compile_graph(services, _checkpointer() if checkpoints else None)
+        rt.services = services
+    except Exception as exc:  # noqa: BLE001  # reported by /readyz; the process stays up
+        rt.error = redact(f"startup failed: {type(exc).__name__}: {exc}")
+        log.error("%s", rt.error)
+
+
+async def _close(rt: Runtime) -> None:
+    """Release the Redis pools (clients built on a given pool do not close it themselves)."""
+    if rt.services is not None:
+        rt.services.store.client.connection_pool.disconnect()
+    saver = getattr(rt.graph, "checkpointer", None)
+    if saver is not None and getattr(saver, "async_", None) is not None:
+        saver.sync.client.connection_pool.disconnect()
+        await saver.async_.client.aclose(close_connection_pool=True)
+
+
+def _error(status: int, error: str, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"error": error, "message": redact(message), **extra}, status_code=status)
+
+
+def _fields(errors: Any) -> list[dict[str, Any]]:
+    """Where and why, without the offending `input` FastAPI would echo (it may be a key)."""
+    return [{"loc": list(e["loc"]), "msg": redact(str(e["msg"])), "type": e["type"]}
+            for e in errors]
+
+
+def _install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def invalid_body(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _error(422, "validation_error", "invalid request body", detail=_fields(exc.errors()))
+
+    @app.exception_handler(ValidationError)
+    async def invalid(_: Request, exc: ValidationError) -> JSONResponse:
+        return _error(422, "validation_error", str(exc.title), detail=_fields(exc.errors()))
+
+    @app.exception_handler(BadRequest)
+    async def bad_request(_: Request, exc: BadRequest) -> JSONResponse:
+        return _error(422, "bad_request", str(exc))
+
+    @app.exception_handler(NoEligibleModel)
+    async def no_model(_: Request, exc: NoEligibleModel) -> JSONResponse:
+        message = str(exc).split("\n", 1)[0].removesuffix("; excluded:")
+        return _error(409, "no_eligible_model", message, excluded=exc.excluded)
+
+    @app.exception_handler(NotReady)
+    async def not_ready(_: Request, exc: NotReady) -> JSONResponse:
+        return _error(503, "not_ready", str(exc))
+
+
+def _summary(services: Services) -> dict[str, Any]:
+    registry = services.registry
+    live = services.store.statuses({m: e.status for m, e in registry.models.items()})
+    models = [
+        {"id": e.id, "provider": e.provider, "model": e.model, "group": e.group,
+         "domains": list(e.domains), "capabilities": list(e.capabilities), "tags": list(e.tags),
+         "local": e.is_local, "status": live.get(e.id, e.status), "api_key_env": e.key_env,
+         "avg_latency_ms": e.avg_latency_ms, "context_window": e.context_window,
+         "input_cost_per_1m": e.input_cost_per_1m, "output_cost_per_1m": e.output_cost_per_1m}
+        for e in registry.models.values()
+    ]
+    return {"count": len(models), "source": registry.source,
+            "groups": dict(Counter(e.group for e in registry.models.values())),
+            "policies": {d: list(p.chain) for d, p in registry.policies.items()},
+            "models": models}
+
+
+def create_app(
+    make_services: Callable[[], Services] = Services.from_env,
+    run_settings: RunSettings | None = None,
+    checkpoints: bool = True,
+) -> FastAPI:
+    """The app; tests pass their own services or settings (mock responses) here.
+
+    Args:
+        make_services: called once at startup (default: from the environment).
+        run_settings: base settings of every request (default `RunSettings()`).
+        checkpoints: keep LangGraph checkpoints in Redis (each result has a `thread_id`).
+    """
+    rt = Runtime(base=run_settings or RunSettings())
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        _build(rt, make_services, checkpoints)
+        yield
+        await _close(rt)
+
+    app = FastAPI(title="model-selector", version="1", lifespan=lifespan)
+    app.state.runtime = rt
+    _install_handlers(app)
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """Liveness: the process answers. Never touches Redis (a Redis outage must not
+        restart every replica)."""
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    def readyz() -> JSONResponse:
+        """Readiness: the registry is loaded and Redis answers a PING."""
+        if rt.services is None:
+            return JSONResponse({"ready": False, "reason": rt.error or "starting"}, 503)
+        try:
+            rt.services.store.client.ping()
+        except Exception as exc:  # noqa: BLE001  # any failure is "not ready", with its reason
+            reason = redact(f"redis: {type(exc).__name__}: {exc}")
+            return JSONResponse({"ready": False, "reason": reason}, 503)
+        return JSONResponse({"ready": True, "models": len(rt.services.registry.models),
+                             "redis": redis_conn.target().describe()})
+
+    @app.get("/v1/models")
+    def models() -> dict[str, Any]:
+        """The registry: every model's routing facts and live status, and the policies."""
+        services, _ = rt.ready()
+        return _summary(services)
+
+    @app.post("/v1/select")
+    def select(body: SelectRequest) -> dict[str, Any]:
+        """The decision only (chain, scored candidates, exclusions); no model is called.
+        Sync on purpose: FastAPI runs it in its threadpool (it reads Redis)."""
+        services, _ = rt.ready()
+        opts = rt.settings(body.options)
+        result = dry_run(services.registry, services.store, body.context, prompt=body.prompt,
+                         system_prompt=body.system_prompt, max_tokens=opts.max_tokens,
+                         top_k=opts.top_k, require_keys=body.require_keys)
+        return _decision(result)
+
+    @app.post("/v1/run")
+    async def run(body: RunRequest) -> dict[str, Any]:
+        """The full graph. 200 even when every model failed: `success` is false and
+        `attempts` says what each model did (the request itself was valid)."""
+        _, graph = rt.ready()
+        return dict(await graph.ainvoke(body.graph_input(), context=rt.settings(body.options)))
+
+    return app
+
+
+app = create_app()

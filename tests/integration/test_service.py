@@ -1,0 +1,219 @@
+"""The HTTP service on a real Redis (db 15, a unique key prefix), models mocked via LiteLLM.
+
+Each test builds its own app through `create_app`, so it can choose the Redis URL, the
+registry and the mock responses; the lifespan runs inside `with TestClient(app)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from graph.service import create_app
+from graph.services import Services
+from graph.state import RunSettings
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+SECRET = "sk-test-secret-value-123"
+PORT_COLLISION_HEALER = {  # the spec's usage example 1
+    "task_type": "code_fix", "domain": "self_heal", "complexity": "simple",
+    "priority": "critical", "max_latency_ms": 2000, "max_cost_usd": 0.01,
+    "agent_id": "PortCollisionHealer", "agent_category": "self_heal",
+    "keywords": ["port", "kill", "restart", "process"],
+}
+REQUEST = {"context": PORT_COLLISION_HEALER,
+           "prompt": "Port 8080 is occupied by service 'api'. Output ONLY a bash script.",
+           "system_prompt": "You are an expert DevOps engineer."}
+SPEC_CHAIN = ["llama-3.3-70b-versatile", "gpt-4o-mini-self-heal", "deepseek-coder-33b-instruct"]
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
+    """Test Redis, a fresh key prefix, a temporary feedback log and a key that must not leak."""
+    prefix = f"test:service:{uuid.uuid4().hex}:"
+    monkeypatch.setenv("REDIS_URL", REDIS_URL)
+    monkeypatch.setenv("MODEL_SELECTOR_KEY_PREFIX", prefix)
+    monkeypatch.setenv("FEEDBACK_LOG_PATH", str(tmp_path / "feedback.jsonl"))
+    monkeypatch.setenv("OPENAI_API_KEY", SECRET)
+    monkeypatch.delenv("REGISTRY_PATH", raising=False)
+    yield prefix
+    client = redis.Redis.from_url(REDIS_URL)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    if keys:
+        client.delete(*keys)
+    client.close()
+
+
+def no_sleep_services() -> Services:
+    """Services from the environment whose retry backoff does not sleep for real."""
+    return dataclasses.replace(Services.from_env(), sleep=lambda _s: None)
+
+
+@pytest.fixture
+def make_client(env: str) -> Iterator[Callable[..., TestClient]]:
+    """Open a TestClient (lifespan included) on an app built with the given settings."""
+    opened: list[TestClient] = []
+
+    def make(mock: Any = "echo ok", **kwargs: Any) -> TestClient:
+        settings = RunSettings(mock_responses={"*": mock}, require_keys=False)
+        kwargs.setdefault("make_services", no_sleep_services)
+        client = TestClient(create_app(run_settings=settings, **kwargs))
+        opened.append(client.__enter__())
+        return client
+
+    yield make
+    for client in opened:
+        client.__exit__(None, None, None)
+
+
+def test_select_returns_the_spec_chain_for_port_collision_healer(make_client: Callable[..., TestClient]) -> None:
+    client = make_client()
+    reply = client.post("/v1/select", json=REQUEST)
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert [body["primary"], *body["fallbacks"]] == SPEC_CHAIN
+    assert [r["model_id"] for r in body["chain"]] == SPEC_CHAIN
+    assert body["prompt_tokens"] > 0 and body["candidates"] and body["excluded"]
+    assert set(body["chain"][0]["score"]) >= {"total", "capability_match"}
+    assert body["chain"][0]["missing_key"] == "missing API key: set GROQ_API_KEY"
+
+
+def test_select_with_keys_required_is_what_this_replica_would_run(
+    make_client: Callable[..., TestClient],
+) -> None:
+    body = make_client().post("/v1/select", json={**REQUEST, "require_keys": True}).json()
+    assert body["primary"] != SPEC_CHAIN[0]  # only OPENAI_API_KEY is set here
+    assert "GROQ_API_KEY" in body["excluded"][SPEC_CHAIN[0]]
+
+
+def test_select_calls_no_model(make_client: Callable[..., TestClient], tmp_path: Path) -> None:
+    client = make_client()
+    assert client.post("/v1/select", json=REQUEST).status_code == 200
+    assert not (tmp_path / "feedback.jsonl").exists()  # nothing recorded: nothing was called
+
+
+def test_run_serves_with_the_primary(make_client: Callable[..., TestClient], tmp_path: Path) -> None:
+    client = make_client(mock="#!/bin/sh\nfuser -k 8080/tcp")
+    reply = client.post("/v1/run", json=REQUEST)
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["success"] is True
+    assert body["model_used"] == SPEC_CHAIN[0]
+    assert body["response"] == "#!/bin/sh\nfuser -k 8080/tcp"
+    assert body["stop_reason"] == "served" and body["fallback_triggered"] is False
+    assert body["thread_id"]  # checkpointed in Redis, readable from any replica
+    assert (tmp_path / "feedback.jsonl").read_text().count("\n") == 1
+
+
+def test_run_where_every_model_fails_is_200_with_the_attempts(
+    make_client: Callable[..., TestClient],
+) -> None:
+    client = make_client(mock=Exception("provider exploded"))
+    reply = client.post("/v1/run", json=REQUEST)
+    assert reply.status_code == 200, reply.text
+    body = reply.json()
+    assert body["success"] is False and body["response"] is None
+    assert body["stop_reason"] in {"exhausted", "deadline", "budget"}
+    tried = {a["model_id"] for a in body["attempts"]}
+    assert tried and tried <= set(SPEC_CHAIN)
+    assert all(not a["ok"] for a in body["attempts"])
+
+
+@pytest.mark.parametrize(("path", "patch", "field"), [
+    ("/v1/run", {"context": {**PORT_COLLISION_HEALER, "complexity": "hard"}}, "complexity"),
+    ("/v1/select", {"context": {**PORT_COLLISION_HEALER, "max_cost": 1}}, "max_cost"),
+    ("/v1/run", {"prompt": "   "}, "prompt"),
+    ("/v1/select", {"options": {"top_k": 0}}, "top_k"),
+    ("/v1/run", {"mock_responses": {"*": "x"}}, "mock_responses"),
+])
+def test_bad_field_is_422_naming_it(make_client: Callable[..., TestClient], path: str,
+                                     patch: dict[str, Any], field: str) -> None:
+    reply = make_client().post(path, json={**REQUEST, **patch})
+    assert reply.status_code == 422, reply.text
+    assert any(field in e["loc"] for e in reply.json()["detail"]), reply.text
+
+
+@pytest.mark.parametrize("path", ["/v1/select", "/v1/run"])
+def test_nothing_eligible_is_409_with_every_reason(make_client: Callable[..., TestClient],
+                                                    path: str) -> None:
+    client = make_client()
+    impossible = {**PORT_COLLISION_HEALER, "require_local": True, "max_cost_usd": 0}
+    reply = client.post(path, json={**REQUEST, "context": impossible})
+    assert reply.status_code == 409, reply.text
+    body = reply.json()
+    assert body["error"] == "no_eligible_model"
+    models = {m["id"] for m in client.get("/v1/models").json()["models"]}
+    assert set(body["excluded"]) == models
+    assert all(reason for reason in body["excluded"].values())
+
+
+def test_models_summarises_the_registry(make_client: Callable[..., TestClient]) -> None:
+    body = make_client().get("/v1/models").json()
+    assert body["count"] == len(body["models"]) == 58
+    assert body["groups"] == {"self_heal": 10, "optimize": 15, "modernize": 12, "specialized": 21}
+    assert body["policies"]["self_heal"]
+    assert {"id", "status", "model", "api_key_env"} <= set(body["models"][0])
+
+
+def test_health_and_readiness_with_redis(make_client: Callable[..., TestClient]) -> None:
+    client = make_client()
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["ready"] is True
+
+
+def test_not_ready_when_redis_is_down_but_still_alive_and_selecting(
+    make_client: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens there
+    client = make_client(checkpoints=False)
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert ready.json()["ready"] is False and "redis" in ready.json()["reason"]
+    assert client.get("/healthz").status_code == 200  # liveness must not restart the pod
+    # Degraded, not down: the decision is still made from process memory.
+    assert client.post("/v1/select", json=REQUEST).json()["primary"] == SPEC_CHAIN[0]
+
+
+def test_not_ready_when_the_registry_cannot_load(
+    make_client: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+) -> None:
+    monkeypatch.setenv("REGISTRY_PATH", str(tmp_path / "missing.yaml"))
+    client = make_client(make_services=Services.from_env)
+    ready = client.get("/readyz")
+    assert ready.status_code == 503 and "missing.yaml" in ready.json()["reason"]
+    assert client.post("/v1/select", json=REQUEST).status_code == 503
+    assert client.get("/v1/models").status_code == 503
+    assert client.get("/healthz").status_code == 200
+
+
+def test_no_api_key_in_any_response_or_log(
+    make_client: Callable[..., TestClient], caplog: pytest.LogCaptureFixture,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    caplog.set_level("DEBUG")
+    # Provider errors that quote the key, as some SDKs do, must come back redacted.
+    client = make_client(mock=Exception(f"401 invalid api key {SECRET} for org"))
+    texts = [
+        client.post("/v1/run", json=REQUEST).text,
+        client.post("/v1/select", json={**REQUEST, "require_keys": True}).text,
+        client.post("/v1/run", json={**REQUEST, "context": {
+            **PORT_COLLISION_HEALER, "domain": SECRET}}).text,  # a key pasted in a field
+        client.post("/v1/select", json={**REQUEST, "context": {
+            **PORT_COLLISION_HEALER, "require_local": True, "max_cost_usd": 0}}).text,
+        client.get("/v1/models").text,
+        client.get("/readyz").text,
+        client.get("/healthz").text,
+    ]
+    assert '"success":false' in texts[0].replace(" ", "")
+    out, err = capfd.readouterr()
+    for text in [*texts, caplog.text, out, err]:
+        assert SECRET not in text
