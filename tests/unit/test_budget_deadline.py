@@ -1,0 +1,59 @@
+"""Budgets and deadlines hold across the whole chain (pure pre-flight checks)."""
+
+from graph.registry import load_registry
+from graph.state import RunSettings
+from nodes.call_model import call_params, preflight
+from nodes.next_fallback import backoff_s, next_position, stop_reason
+
+REG = load_registry()
+CLAUDE = REG.models["claude-3.5-sonnet"]  # 3 / 15 USD per 1M
+
+
+def state(**kw):
+    base = {"tries": 0, "task": {"max_cost_usd": 0.10, "domain": "optimize"},
+            "prompt_tokens": 1000, "max_output_tokens": 4096, "spent_usd": 0.0,
+            "deadline": None}
+    return {**base, **kw}
+
+
+def test_budget_counts_what_earlier_attempts_spent():
+    worst = CLAUDE.cost_usd(1000, 4096)  # 0.003 + 0.06144
+    assert preflight(state(spent_usd=0.0), CLAUDE, now=0) is None
+    skip = preflight(state(spent_usd=0.10 - worst + 0.001), CLAUDE, now=0)
+    assert skip["error_class"] == "budget" and skip["action"] == "next"
+    assert "over budget $0.100000" in skip["error"]
+
+
+def test_no_attempt_starts_after_the_deadline():
+    skip = preflight(state(deadline=100.0), CLAUDE, now=100.0)
+    assert skip["error_class"] == "deadline" and skip["action"] == "stop"
+    assert preflight(state(deadline=100.0), CLAUDE, now=99.9) is None
+
+
+def test_each_attempt_timeout_shrinks_to_what_is_left():
+    settings = RunSettings(timeout_s=30)
+    assert call_params(state(deadline=101.5), settings, now=100.0)["timeout_s"] == 1.5
+    assert call_params(state(), settings, now=100.0)["timeout_s"] == 30
+
+
+def test_the_result_says_which_budget_stopped_the_chain():
+    a = {"model_id": "m", "try_no": 1, "ok": False, "action": "next", "error": "",
+         "latency_ms": 0, "cost_usd": 0.0}
+    assert stop_reason([{**a, "error_class": "budget"}, {**a, "error_class": "rate_limit"}]) == "budget"
+    assert stop_reason([{**a, "error_class": "timeout"}, {**a, "error_class": "deadline"}]) == "deadline"
+    assert stop_reason([{**a, "error_class": "timeout"}]) == "exhausted"
+
+
+def test_backoff_is_exponential_with_full_jitter():
+    upper = lambda lo, hi: hi  # noqa: E731
+    assert [backoff_s(n, upper) for n in (1, 2, 3, 6)] == [0.5, 1.0, 2.0, 8.0]
+    assert backoff_s(3, lambda lo, hi: lo) == 0.0
+
+
+def test_next_position_by_action():
+    chain = [{"model_id": m} for m in ("claude-3.5-sonnet", "qwen-2.5-coder-32b-instruct",
+                                       "gpt-4o-mini-self-heal")]
+    assert next_position(REG, chain, 0, "next") == 1
+    assert next_position(REG, chain, 0, "next_other_provider") == 1
+    assert next_position(REG, chain, 1, "next_larger_context") == 2  # 32k -> 128k
+    assert next_position(REG, chain, 0, "next_larger_context") is None  # nothing beyond 200k
