@@ -35,11 +35,15 @@ from nodes.analyze_context import BadRequest
 from nodes.selection import NoEligibleModel
 
 log = logging.getLogger(__name__)
+Graph = CompiledStateGraph[Any, Any, Any, Any]
 
 
 class Options(BaseModel):
-    """Per-request overrides of `RunSettings`. Mock responses are deliberately absent:
-    an HTTP caller must not be able to fake a model's answer (tests set them in `create_app`)."""
+    """Per-request overrides of `RunSettings`.
+
+    Mock responses are deliberately absent: an HTTP caller must not be able to fake a
+    model's answer (tests set them in `create_app`).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -67,8 +71,11 @@ class RunRequest(BaseModel):
 
 
 class SelectRequest(RunRequest):
-    """A dry run; keys are ignored by default, as in the CLI's dry run, so the answer is
-    the registry's decision. `require_keys: true` gives what this replica's `run` would do."""
+    """A dry run.
+
+    Keys are ignored by default, as in the CLI's dry run, so the answer is the registry's
+    decision; `require_keys: true` gives what this replica's `run` would do.
+    """
 
     require_keys: bool = False
 
@@ -83,10 +90,10 @@ class Runtime:
 
     base: RunSettings
     services: Services | None = None
-    graph: CompiledStateGraph | None = None
+    graph: Graph | None = None
     error: str | None = None
 
-    def ready(self) -> tuple[Services, CompiledStateGraph]:
+    def ready(self) -> tuple[Services, Graph]:
         """The built pieces, or NotReady with the startup error."""
         if self.services is None or self.graph is None:
             raise NotReady(self.error or "starting")
@@ -99,7 +106,7 @@ class Runtime:
 
 
 def _decision(result: DryRun) -> dict[str, Any]:
-    """The same JSON as `model-selector select --json`."""
+    """The same JSON as `model-selector select --json` (graph/cli_commands.py)."""
     d = result.decision
     return {"primary": d.chain[0].model_id, "fallbacks": [r.model_id for r in d.chain[1:]],
             "chain": [{"model_id": r.model_id, "via": r.via, "note": r.note,
@@ -217,8 +224,10 @@ def create_app(
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
-        """Liveness: the process answers. Never touches Redis (a Redis outage must not
-        restart every replica)."""
+        """Liveness: the process answers.
+
+        Never touches Redis: a Redis outage must not restart every replica.
+        """
         return {"status": "ok"}
 
     @app.get("/readyz")
@@ -243,7 +252,9 @@ def create_app(
     @app.post("/v1/select")
     def select(body: SelectRequest) -> dict[str, Any]:
         """The decision only (chain, scored candidates, exclusions); no model is called.
-        Sync on purpose: FastAPI runs it in its threadpool (it reads Redis)."""
+
+        Sync on purpose: FastAPI runs it in its threadpool, since it reads Redis.
+        """
         services, _ = rt.ready()
         opts = rt.settings(body.options)
         result = dry_run(services.registry, services.store, body.context, prompt=body.prompt,
@@ -253,8 +264,11 @@ def create_app(
 
     @app.post("/v1/run")
     async def run(body: RunRequest) -> dict[str, Any]:
-        """The full graph. 200 even when every model failed: `success` is false and
-        `attempts` says what each model did (the request itself was valid)."""
+        """The full graph, through `ainvoke`.
+
+        200 even when every model failed: `success` is false and `attempts` says what each
+        model did (the request itself was valid).
+        """
         _, graph = rt.ready()
         return dict(await graph.ainvoke(body.graph_input(), context=rt.settings(body.options)))
 

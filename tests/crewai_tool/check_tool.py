@@ -19,13 +19,13 @@ PREFIX = f"test-crewai-{uuid.uuid4().hex[:10]}:"
 os.environ["MODEL_SELECTOR_KEY_PREFIX"] = PREFIX
 os.environ["FEEDBACK_LOG_PATH"] = os.path.join(tempfile.mkdtemp(), "feedback.jsonl")
 
-import redis  # noqa: E402
-from crewai.tools import BaseTool  # noqa: E402
+import redis
+from crewai.tools import BaseTool
 
-from graph.builder import compile_graph  # noqa: E402
-from graph.crewai_tool import ModelSelectorTool  # noqa: E402
-from graph.services import Services  # noqa: E402
-from graph.state import RunSettings  # noqa: E402
+from graph.builder import compile_graph
+from graph.crewai_tool import ModelSelectorTool
+from graph.services import Services
+from graph.state import RunSettings
 
 HEALER = {"task_type": "code_fix", "domain": "self_heal", "complexity": "simple",
           "priority": "critical", "max_latency_ms": 2000, "max_cost_usd": 0.01,
