@@ -16,7 +16,7 @@ from pydantic import Field, ValidationError
 
 try:
     from crewai.tools import BaseTool
-except ImportError as exc:  # pragma: no cover - exercised by tests/crewai/test_import_guard.py
+except ImportError as exc:  # pragma: no cover - exercised by tests/crewai_tool/test_import_guard.py
     raise ImportError(
         "graph.crewai_tool needs CrewAI, an optional extra of model-selector: "
         "pip install 'model-selector[crewai]'"

@@ -6,8 +6,8 @@
 # One joint resolve works: pip keeps CrewAI's pins and settles on langchain-litellm 0.11.1,
 # because 0.11.2 asks for litellm[mcp], whose mcp extra needs mcp>=2.3.
 #
-#   bash tests/crewai/run_crewai_check.sh        # needs Redis on 127.0.0.1:6379 (db 15)
-#   CREWAI_VENV=/somewhere PYTHON=python3.11 bash tests/crewai/run_crewai_check.sh
+#   bash tests/crewai_tool/run_crewai_check.sh        # needs Redis on 127.0.0.1:6379 (db 15)
+#   CREWAI_VENV=/somewhere PYTHON=python3.11 bash tests/crewai_tool/run_crewai_check.sh
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -23,4 +23,4 @@ echo "install: $(( $(date +%s) - start )) s; $("$VENV/bin/pip" freeze \
   | grep -iE '^(crewai|openai|pydantic|mcp|litellm|langchain-litellm|langgraph)==' | tr '\n' ' ')"
 
 cd "$ROOT"
-"$VENV/bin/python" tests/crewai/check_tool.py
+"$VENV/bin/python" tests/crewai_tool/check_tool.py

@@ -15,4 +15,4 @@ def test_import_without_crewai_says_which_extra_to_install() -> None:
     except ImportError as exc:
         assert "pip install 'model-selector[crewai]'" in str(exc)
     else:
-        pytest.skip("crewai is installed here: tests/crewai/run_crewai_check.sh covers the tool")
+        pytest.skip("crewai is installed here: tests/crewai_tool/run_crewai_check.sh covers the tool")
