@@ -8,16 +8,17 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables import RunnableConfig, RunnableLambda
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.runtime import get_runtime
 
 from graph.services import Services
 from graph.state import RunSettings, SelectionInput, SelectionOutput, SelectionState
 from nodes import llm
 from nodes.analyze_context import analyze_context
-from nodes.call_model import call_model
+from nodes.call_model import acall_model, call_model
 from nodes.next_fallback import next_fallback, route_after_call, route_after_fallback
 from nodes.query_registry import query_registry
 from nodes.record_feedback import record_feedback
@@ -36,7 +37,7 @@ def build_graph(services: Services | None = None) -> StateGraph:
     builder.add_node("analyze_context", bind(analyze_context, services=services))
     builder.add_node("query_registry", bind(query_registry, services=services))
     builder.add_node("score", bind(score, services=services))
-    builder.add_node("call_model", bind(call_model, services=services))
+    builder.add_node("call_model", _sync_and_async(call_model, acall_model, services))
     builder.add_node("next_fallback", bind(next_fallback, services=services))
     builder.add_node("record_feedback", bind(record_feedback, services=services))
     builder.add_edge(START, "analyze_context")
@@ -47,6 +48,18 @@ def build_graph(services: Services | None = None) -> StateGraph:
     builder.add_conditional_edges("next_fallback", route_after_fallback)
     builder.add_edge("record_feedback", END)
     return builder
+
+
+def _sync_and_async(func: Any, afunc: Any, services: Services) -> RunnableLambda:
+    """One node with a sync body for `invoke` and an awaited one for `ainvoke`."""
+
+    def run(state: SelectionState) -> Any:
+        return func(state, get_runtime(RunSettings), services=services)
+
+    async def arun(state: SelectionState) -> Any:
+        return await afunc(state, get_runtime(RunSettings), services=services)
+
+    return RunnableLambda(run, afunc=arun, name=func.__name__)
 
 
 def _with_thread(config: RunnableConfig | None) -> RunnableConfig:
@@ -89,13 +102,17 @@ def compile_graph(
     return compiled
 
 
-def default_graph() -> CompiledStateGraph:
-    """`selection_graph`: services from the environment, checkpoints in the same Redis."""
+def default_checkpointer() -> BaseCheckpointSaver:
+    """Checkpoints in the configured Redis, under the key prefix, with the configured TTL."""
     from graph import redis_conn, settings
     from graph.checkpoint import RedisCheckpointer
 
-    checkpointer = RedisCheckpointer.for_target(
+    return RedisCheckpointer.for_target(
         redis_conn.target(), prefix=settings.key_prefix() + "model-selector:lg",
         ttl_s=settings.checkpoint_ttl_seconds(),
     )
-    return compile_graph(Services.from_env(), checkpointer)
+
+
+def default_graph(services: Services | None = None) -> CompiledStateGraph:
+    """`selection_graph`: services from the environment, checkpoints in the same Redis."""
+    return compile_graph(services or Services.from_env(), default_checkpointer())

@@ -45,6 +45,19 @@ class RedisCheckpointer(BaseCheckpointSaver):
         super().__init__(serde=sync.serde)
         self.sync = sync
         self.async_ = async_
+        self._down = False
+
+    def _skipped(self, what: str, exc: Exception) -> None:
+        """Warn once per outage, not once per write (a request makes a dozen)."""
+        if not self._down:
+            log.warning("redis unavailable, checkpoints skipped until it answers: %s (%s)",
+                        exc, what)
+        self._down = True
+
+    def _ok(self) -> None:
+        if self._down:
+            log.info("redis answers again: checkpoints resumed")
+        self._down = False
 
     @classmethod
     def for_target(cls, target: RedisTarget, prefix: str = PREFIX,
@@ -64,7 +77,7 @@ class RedisCheckpointer(BaseCheckpointSaver):
         try:
             return self.sync.get_tuple(config)
         except OUTAGE_ERRORS as exc:
-            log.warning("checkpoint read skipped, redis unavailable: %s", exc)
+            self._skipped("read", exc)
             return None
 
     def list(self, config: RunnableConfig | None, **kwargs: Any) -> Iterator[CheckpointTuple]:  # noqa: D102
@@ -73,9 +86,11 @@ class RedisCheckpointer(BaseCheckpointSaver):
     def put(self, config: RunnableConfig, checkpoint: Checkpoint,  # noqa: D102
             metadata: CheckpointMetadata, new_versions: ChannelVersions) -> RunnableConfig:
         try:
-            return self.sync.put(config, checkpoint, metadata, new_versions)
+            written = self.sync.put(config, checkpoint, metadata, new_versions)
+            self._ok()
+            return written
         except OUTAGE_ERRORS as exc:
-            log.warning("checkpoint skipped, redis unavailable: %s", exc)
+            self._skipped("write", exc)
             return _written(config, checkpoint)
 
     def put_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]],  # noqa: D102
@@ -83,7 +98,7 @@ class RedisCheckpointer(BaseCheckpointSaver):
         try:
             self.sync.put_writes(config, writes, task_id, task_path)
         except OUTAGE_ERRORS as exc:
-            log.warning("checkpoint writes skipped, redis unavailable: %s", exc)
+            self._skipped("writes", exc)
 
     def delete_thread(self, thread_id: str) -> None:  # noqa: D102
         self.sync.delete_thread(thread_id)
@@ -93,7 +108,7 @@ class RedisCheckpointer(BaseCheckpointSaver):
         try:
             return await self._aio().aget_tuple(config)
         except OUTAGE_ERRORS as exc:
-            log.warning("checkpoint read skipped, redis unavailable: %s", exc)
+            self._skipped("read", exc)
             return None
 
     async def alist(self, config: RunnableConfig | None,  # noqa: D102
@@ -104,9 +119,11 @@ class RedisCheckpointer(BaseCheckpointSaver):
     async def aput(self, config: RunnableConfig, checkpoint: Checkpoint,  # noqa: D102
                    metadata: CheckpointMetadata, new_versions: ChannelVersions) -> RunnableConfig:
         try:
-            return await self._aio().aput(config, checkpoint, metadata, new_versions)
+            written = await self._aio().aput(config, checkpoint, metadata, new_versions)
+            self._ok()
+            return written
         except OUTAGE_ERRORS as exc:
-            log.warning("checkpoint skipped, redis unavailable: %s", exc)
+            self._skipped("write", exc)
             return _written(config, checkpoint)
 
     async def aput_writes(self, config: RunnableConfig,  # noqa: D102
@@ -115,7 +132,7 @@ class RedisCheckpointer(BaseCheckpointSaver):
         try:
             await self._aio().aput_writes(config, writes, task_id, task_path)
         except OUTAGE_ERRORS as exc:
-            log.warning("checkpoint writes skipped, redis unavailable: %s", exc)
+            self._skipped("writes", exc)
 
     async def adelete_thread(self, thread_id: str) -> None:  # noqa: D102
         await self._aio().adelete_thread(thread_id)

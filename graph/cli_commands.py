@@ -67,14 +67,7 @@ def cmd_select(args: argparse.Namespace) -> int:
                      top_k=args.top_k)
     d = result.decision
     if args.json:
-        emit({"primary": d.chain[0].model_id,
-              "fallbacks": [r.model_id for r in d.chain[1:]],
-              "chain": [{"model_id": r.model_id, "via": r.via, "note": r.note,
-                         "score": r.score.as_dict(),
-                         "missing_key": result.missing_keys.get(r.model_id)} for r in d.chain],
-              "candidates": [{"model_id": r.model_id, "score": r.score.as_dict()}
-                             for r in d.candidates],
-              "excluded": d.excluded, "prompt_tokens": result.prompt_tokens})
+        emit(result.as_dict())
         return 0
     print(f"task {ctx.task_type} / {ctx.domain} / {ctx.complexity} / {ctx.priority}"
           f"   budget {'$' + str(ctx.max_cost_usd) if ctx.max_cost_usd is not None else 'none'}"

@@ -7,6 +7,7 @@ nodes, without LangGraph or LiteLLM imported, so it answers in milliseconds.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from graph.context import TaskContext
 from graph.registry import Registry
@@ -24,6 +25,17 @@ class DryRun:
     decision: Decision
     prompt_tokens: int
     missing_keys: dict[str, str]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON of `select --json` and `POST /v1/select`."""
+        d = self.decision
+        return {"primary": d.chain[0].model_id, "fallbacks": [r.model_id for r in d.chain[1:]],
+                "chain": [{"model_id": r.model_id, "via": r.via, "note": r.note,
+                           "score": r.score.as_dict(),
+                           "missing_key": self.missing_keys.get(r.model_id)} for r in d.chain],
+                "candidates": [{"model_id": r.model_id, "score": r.score.as_dict()}
+                               for r in d.candidates],
+                "excluded": d.excluded, "prompt_tokens": self.prompt_tokens}
 
 
 def dry_run(

@@ -1,8 +1,8 @@
 """Health probes of models with a `health_check_url`, and the health/circuit report.
 
-Probes run outside the request path (the `health --probe` command, the service's periodic
-task): a request never waits on a health URL. Results land in the spec's health cache
-(`model:health:{id}`, TTL 60 s), which query_registry reads.
+Probes run outside the request path (the `health --probe` command, and the HTTP service
+every `HEALTH_PROBE_INTERVAL_S`): a request never waits on a health URL. Results land in the
+spec's health cache (`model:health:{id}`, TTL 60 s), which query_registry reads.
 """
 
 from __future__ import annotations

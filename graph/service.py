@@ -12,6 +12,7 @@ full graph through `ainvoke`), `GET /v1/models`, `GET /healthz` (liveness) and
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 from collections import Counter
@@ -27,7 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from graph import redis_conn, settings
 from graph.context import TaskContext
-from graph.dry_run import DryRun, dry_run
+from graph.dry_run import dry_run
 from graph.redact import redact
 from graph.services import Services
 from graph.state import RunSettings
@@ -105,33 +106,12 @@ class Runtime:
         return dataclasses.replace(self.base, **chosen, **extra)
 
 
-def _decision(result: DryRun) -> dict[str, Any]:
-    """The same JSON as `model-selector select --json` (graph/cli_commands.py)."""
-    d = result.decision
-    return {"primary": d.chain[0].model_id, "fallbacks": [r.model_id for r in d.chain[1:]],
-            "chain": [{"model_id": r.model_id, "via": r.via, "note": r.note,
-                       "score": r.score.as_dict(),
-                       "missing_key": result.missing_keys.get(r.model_id)} for r in d.chain],
-            "candidates": [{"model_id": r.model_id, "score": r.score.as_dict()}
-                           for r in d.candidates],
-            "excluded": d.excluded, "prompt_tokens": result.prompt_tokens}
-
-
-def _checkpointer() -> Any:
-    from graph.checkpoint import RedisCheckpointer
-
-    return RedisCheckpointer.for_target(
-        redis_conn.target(), prefix=settings.key_prefix() + "model-selector:lg",
-        ttl_s=settings.checkpoint_ttl_seconds(),
-    )
-
-
 def _build(rt: Runtime, make_services: Callable[[], Services], checkpoints: bool) -> None:
-    from graph.builder import compile_graph
+    from graph.builder import compile_graph, default_checkpointer
 
     try:
         services = make_services()
-        rt.graph = compile_graph(services, _checkpointer() if checkpoints else None)
+        rt.graph = compile_graph(services, default_checkpointer() if checkpoints else None)
         rt.services = services
     except Exception as exc:  # noqa: BLE001  # reported by /readyz; the process stays up
         rt.error = redact(f"startup failed: {type(exc).__name__}: {exc}")
@@ -198,6 +178,18 @@ def _summary(services: Services) -> dict[str, Any]:
             "models": models}
 
 
+async def _probe_forever(rt: Runtime, interval_s: float) -> None:
+    """Probe health URLs off the request path, so query_registry reads fresh statuses."""
+    from graph.health import probe_all
+
+    while interval_s > 0 and rt.services is not None:
+        try:
+            await asyncio.to_thread(probe_all, rt.services.registry, rt.services.store)
+        except Exception as exc:  # noqa: BLE001  # a failed round must not stop the next
+            log.warning("health probes failed: %s", redact(str(exc)))
+        await asyncio.sleep(interval_s)
+
+
 def create_app(
     make_services: Callable[[], Services] = Services.from_env,
     run_settings: RunSettings | None = None,
@@ -215,7 +207,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         _build(rt, make_services, checkpoints)
+        prober = asyncio.create_task(_probe_forever(rt, settings.health_probe_interval_s()))
         yield
+        prober.cancel()
         await _close(rt)
 
     app = FastAPI(title="model-selector", version="1", lifespan=lifespan)
@@ -260,7 +254,7 @@ def create_app(
         result = dry_run(services.registry, services.store, body.context, prompt=body.prompt,
                          system_prompt=body.system_prompt, max_tokens=opts.max_tokens,
                          top_k=opts.top_k, require_keys=body.require_keys)
-        return _decision(result)
+        return result.as_dict()
 
     @app.post("/v1/run")
     async def run(body: RunRequest) -> dict[str, Any]:

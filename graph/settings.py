@@ -31,3 +31,8 @@ def checkpoint_ttl_seconds() -> int | None:
     """`CHECKPOINT_TTL_SECONDS` (default 7 days; 0 keeps checkpoints forever)."""
     ttl = int(os.environ.get("CHECKPOINT_TTL_SECONDS", str(7 * 24 * 3600)))
     return ttl or None
+
+
+def health_probe_interval_s() -> float:
+    """`HEALTH_PROBE_INTERVAL_S`: how often the service probes health URLs (0: never)."""
+    return float(os.environ.get("HEALTH_PROBE_INTERVAL_S", "30"))

@@ -104,37 +104,83 @@ def _admit(services: Services, model_id: str) -> Attempt | None:
     return None
 
 
+Prepared = tuple[ModelEntry, dict[str, Any]]
+
+
+def _prepare(state: SelectionState, settings: RunSettings,
+             services: Services) -> Prepared | dict[str, Any]:
+    """The model and call arguments, or a skip update (deadline, budget, open circuit)."""
+    model = services.registry.models[state["chain"][state["position"]]["model_id"]]
+    now = services.clock()
+    skipped = preflight(state, model, now) or _admit(services, model.id)
+    if skipped:
+        return {"attempts": [skipped]}
+    kwargs = call_params(state, settings, now)
+    kwargs["mock_response"] = settings.mock_for(model.id)
+    return model, kwargs
+
+
+def _tag_call(span: Any, state: SelectionState, model: ModelEntry) -> None:
+    span.set_attribute(tm.GEN_AI_OPERATION, "chat")
+    span.set_attribute(tm.GEN_AI_REQUEST_MODEL, model.model)
+    span.set_attribute(tm.MODEL_ID, model.id)
+    span.set_attribute(tm.ATTEMPT, len(state.get("attempts") or []) + 1)
+
+
+def _settle_failure(services: Services, state: SelectionState, model: ModelEntry, span: Any,
+                    exc: Exception, started: float) -> dict[str, Any]:
+    failure = classify(exc)
+    span.set_attribute(tm.ERROR_TYPE, failure.error_class)
+    span.set_attribute(tm.SELECTOR_ACTION, failure.action)
+    on_failure(services, state, model, failure)
+    return _failed(state, model.id, exc, failure, int((services.clock() - started) * 1000))
+
+
+def _settle_success(services: Services, state: SelectionState, model: ModelEntry, span: Any,
+                    reply: llm.Reply) -> dict[str, Any]:
+    span.set_attribute(tm.GEN_AI_USAGE_INPUT_TOKENS, reply.input_tokens)
+    span.set_attribute(tm.GEN_AI_USAGE_OUTPUT_TOKENS, reply.output_tokens)
+    span.set_attribute(tm.COST_USD, reply.cost_usd)
+    span.set_attribute(tm.LATENCY_MS, reply.latency_ms)
+    services.store.with_circuits(lambda c: c.record_success(model.id))
+    return _outcome(state, model.id, reply)
+
+
 def call_model(
     state: SelectionState, runtime: Runtime[RunSettings], *, services: Services
 ) -> dict[str, Any]:
     """Call the current model once; record success or the classified failure."""
-    settings = runtime.context or RunSettings()
-    model_id = state["chain"][state["position"]]["model_id"]
-    model = services.registry.models[model_id]
-    now = services.clock()
-    skipped = preflight(state, model, now) or _admit(services, model_id)
-    if skipped:
-        return {"attempts": [skipped]}
-    params = call_params(state, settings, now)
+    prepared = _prepare(state, runtime.context or RunSettings(), services)
+    if isinstance(prepared, dict):
+        return prepared
+    model, kwargs = prepared
     with tm.tracer.start_as_current_span("gen_ai.chat") as span:
-        span.set_attribute(tm.GEN_AI_OPERATION, "chat")
-        span.set_attribute(tm.GEN_AI_REQUEST_MODEL, model.model)
-        span.set_attribute(tm.MODEL_ID, model_id)
-        span.set_attribute(tm.ATTEMPT, len(state.get("attempts", [])) + 1)
+        _tag_call(span, state, model)
         started = services.clock()
         try:
-            reply = llm.call(model, state["messages"], mock_response=settings.mock_for(model_id),
-                             **params)
+            reply = llm.call(model, state["messages"], **kwargs)
         except Exception as exc:  # every failure is classified; none is swallowed unseen
-            failure = classify(exc)
-            span.set_attribute(tm.ERROR_TYPE, failure.error_class)
-            span.set_attribute(tm.SELECTOR_ACTION, failure.action)
-            on_failure(services, state, model, failure)
-            return _failed(state, model_id, exc, failure,
-                           int((services.clock() - started) * 1000))
-        span.set_attribute(tm.GEN_AI_USAGE_INPUT_TOKENS, reply.input_tokens)
-        span.set_attribute(tm.GEN_AI_USAGE_OUTPUT_TOKENS, reply.output_tokens)
-        span.set_attribute(tm.COST_USD, reply.cost_usd)
-        span.set_attribute(tm.LATENCY_MS, reply.latency_ms)
-    services.store.with_circuits(lambda c: c.record_success(model_id))
-    return _outcome(state, model_id, reply)
+            return _settle_failure(services, state, model, span, exc, started)
+        return _settle_success(services, state, model, span, reply)
+
+
+async def acall_model(
+    state: SelectionState, runtime: Runtime[RunSettings], *, services: Services
+) -> dict[str, Any]:
+    """`call_model` for `ainvoke`: the provider call is awaited, not run on a thread.
+
+    The shared-state updates around it stay synchronous: each is one sub-millisecond round
+    trip to Redis, and a second, asyncio copy of the outage-tolerant store would double it.
+    """
+    prepared = _prepare(state, runtime.context or RunSettings(), services)
+    if isinstance(prepared, dict):
+        return prepared
+    model, kwargs = prepared
+    with tm.tracer.start_as_current_span("gen_ai.chat") as span:
+        _tag_call(span, state, model)
+        started = services.clock()
+        try:
+            reply = await llm.acall(model, state["messages"], **kwargs)
+        except Exception as exc:  # every failure is classified; none is swallowed unseen
+            return _settle_failure(services, state, model, span, exc, started)
+        return _settle_success(services, state, model, span, reply)

@@ -14,6 +14,7 @@ import redis
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("LANGCHAIN_TRACING_V2", "false")
 os.environ.setdefault("LANGSMITH_TRACING", "false")
+os.environ.setdefault("HEALTH_PROBE_INTERVAL_S", "0")  # tests that want the prober turn it on
 
 
 

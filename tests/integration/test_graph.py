@@ -12,6 +12,7 @@ from graph.state import RunSettings
 from tests.conftest import PORT_HEALER, QUERY_OPTIMIZER
 
 PROMPT = "Port 8080 is occupied by 'api'. Output only a bash script that frees it."
+NO_DEADLINE = {**PORT_HEALER, "max_latency_ms": None}  # retries must not race a loaded machine
 PRIMARY, SECOND, THIRD = ("llama-3.3-70b-versatile", "gpt-4o-mini-self-heal",
                           "deepseek-coder-33b-instruct")
 
@@ -66,7 +67,7 @@ def test_failed_primary_ends_on_a_fallback_with_feedback_usage_and_history(selec
 
 
 def test_transient_errors_retry_the_same_model_with_backoff_then_move_on(selection, services):
-    out = run(selection, {PRIMARY: err(litellm.Timeout), "*": "ok"})
+    out = run(selection, {PRIMARY: err(litellm.Timeout), "*": "ok"}, context=NO_DEADLINE)
     assert [a["model_id"] for a in out["attempts"]] == [PRIMARY] * 3 + [SECOND]
     assert [a["try_no"] for a in out["attempts"]] == [1, 2, 3, 1]
     assert len(services.slept) == 2  # two backoffs, injected: nothing slept for real
@@ -77,8 +78,8 @@ def test_transient_errors_retry_the_same_model_with_backoff_then_move_on(selecti
 
 
 def test_breaker_opens_at_threshold_and_excludes_the_model(selection, services):
-    run(selection, {PRIMARY: err(litellm.InternalServerError), "*": "ok"})
-    out = run(selection, {PRIMARY: err(litellm.APIConnectionError), "*": "ok"})
+    run(selection, {PRIMARY: err(litellm.InternalServerError), "*": "ok"}, context=NO_DEADLINE)
+    out = run(selection, {PRIMARY: err(litellm.APIConnectionError), "*": "ok"}, context=NO_DEADLINE)
     # 3 + 2 failures reach self_heal's threshold of 5 mid-retry: it moves on at once
     assert [a["model_id"] for a in out["attempts"]] == [PRIMARY, PRIMARY, SECOND]
     out = run(selection, {"*": "ok"})
@@ -162,3 +163,15 @@ def test_taskcontext_object_is_accepted(selection):
     out = selection.invoke({"context": TaskContext(**PORT_HEALER), "prompt": PROMPT},
                            context=RunSettings(mock_responses={"*": "ok"}))
     assert out["model_used"] == PRIMARY
+
+
+async def test_ainvoke_has_the_same_semantics(selection, services):
+    request = {"context": NO_DEADLINE, "prompt": PROMPT}
+    out = await selection.ainvoke(request, context=RunSettings(
+        mock_responses={PRIMARY: err(litellm.Timeout), "*": "async ok"}))
+    assert out["response"] == "async ok" and out["model_used"] == SECOND
+    assert [a["try_no"] for a in out["attempts"]] == [1, 2, 3, 1]
+    history = [s async for s in selection.aget_state_history(
+        {"configurable": {"thread_id": out["thread_id"]}})]
+    assert history[0].values["model_used"] == SECOND
+    assert len(feedback(services)) == 1

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -217,3 +218,19 @@ def test_no_api_key_in_any_response_or_log(
     out, err = capfd.readouterr()
     for text in [*texts, caplog.text, out, err]:
         assert SECRET not in text
+
+
+def test_the_service_probes_health_urls_in_the_background(
+    make_client: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch, env: str
+) -> None:
+    """Nothing listens on the local servers' health ports here: the prober marks them dead."""
+    monkeypatch.setenv("HEALTH_PROBE_INTERVAL_S", "0.2")
+    client = make_client()
+    store = client.app.state.runtime.services.store
+    for _ in range(50):
+        if store.statuses({"codellama-70b-instruct": "degraded"})["codellama-70b-instruct"] == "dead":
+            break
+        time.sleep(0.1)
+    assert store.statuses({"codellama-70b-instruct": "degraded"})["codellama-70b-instruct"] == "dead"
+    models = client.get("/v1/models").json()
+    assert "codellama-70b-instruct" in str(models)
