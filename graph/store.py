@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import redis
 
 from graph.circuit import Circuits, LocalCircuits, RedisCircuits
+from graph.outage import RETRY_INTERVAL_S, Outage
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -26,7 +27,6 @@ HEALTH_TTL_S = 60
 """The spec's health cache TTL."""
 USAGE_KEEP = 1000
 """The spec keeps the last 1000 usage entries per model."""
-OUTAGE_ERRORS = (redis.ConnectionError, redis.TimeoutError)
 
 
 class Store:
@@ -37,17 +37,16 @@ class Store:
         client: redis.Redis,
         prefix: str = "",
         clock: Callable[[], float] = time.time,
-        retry_interval_s: float = 1.0,
+        retry_interval_s: float = RETRY_INTERVAL_S,
     ) -> None:
         self.client = client
         self.prefix = prefix
         self.clock = clock
-        self.retry_interval_s = retry_interval_s
+        self.outage = Outage(retry_interval_s)
         self._remote = RedisCircuits(client, prefix=prefix, clock=clock)
         self._local = LocalCircuits(clock=clock)
         self._local_health: dict[str, tuple[str, float]] = {}
         self._pending: deque[tuple[str, str]] = deque()
-        self._down_until = 0.0
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ plumbing
@@ -57,20 +56,16 @@ class Store:
 
     @property
     def online(self) -> bool:
-        """False while Redis is considered down (until the next retry)."""
-        return self.clock() >= self._down_until
+        """False while Redis is left alone after a failure (until the next retry)."""
+        return not self.outage.resting
 
     def _run(self, remote: Callable[[], T], local: Callable[[], T]) -> T:
-        if self.online:
-            try:
-                if self._pending:
-                    self._flush()
-                return remote()
-            except OUTAGE_ERRORS as exc:
-                if self.online:
-                    log.warning("redis unavailable (%s): serving from process memory", exc)
-                self._down_until = self.clock() + self.retry_interval_s
-        return local()
+        def call() -> T:
+            if self._pending:
+                self._flush()
+            return remote()
+
+        return self.outage.guard(call, local)
 
     def _flush(self) -> None:
         """Write usage entries queued during an outage, oldest first."""

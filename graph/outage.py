@@ -1,0 +1,67 @@
+"""One view of whether Redis answers, shared by everything that talks to it.
+
+The store and the checkpointer share it, so when one of them finds Redis down (or hung) the
+other does not pay a socket timeout to find out again; Redis is retried once per interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import redis
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+OUTAGE_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+RETRY_INTERVAL_S = 5.0
+"""How long Redis is left alone after a failure. A hung Redis costs one socket timeout
+(1 s) per interval, so the interval is several times that."""
+
+
+class Outage:
+    """Down-until bookkeeping: warn once per outage, retry once per interval."""
+
+    def __init__(self, retry_interval_s: float = RETRY_INTERVAL_S,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.retry_interval_s = retry_interval_s
+        self.clock = clock
+        self._down_until: float | None = None
+
+    @property
+    def resting(self) -> bool:
+        """True while Redis is left alone after a failure."""
+        return self._down_until is not None and self.clock() < self._down_until
+
+    @property
+    def down(self) -> bool:
+        """True from a failure until Redis answers again."""
+        return self._down_until is not None
+
+    def failed(self, exc: Exception) -> None:
+        """Record a failed call."""
+        if self._down_until is None:
+            log.warning("redis unavailable (%s): serving from process memory, retrying "
+                        "every %.0f s", exc, self.retry_interval_s)
+        self._down_until = self.clock() + self.retry_interval_s
+
+    def answered(self) -> None:
+        """Record a successful call."""
+        if self._down_until is not None:
+            log.info("redis answers again")
+        self._down_until = None
+
+    def guard(self, call: Callable[[], T], fallback: Callable[[], T]) -> T:
+        """`call()` unless Redis is resting or fails now; else `fallback()`."""
+        if not self.resting:
+            try:
+                result = call()
+            except OUTAGE_ERRORS as exc:
+                self.failed(exc)
+            else:
+                self.answered()
+                return result
+        return fallback()

