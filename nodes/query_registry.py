@@ -10,6 +10,7 @@ from graph.context import TaskContext
 from graph.services import Services
 from graph.state import RunSettings, SelectionState
 from nodes.availability import unavailable_reasons
+from nodes.record_feedback import record_rejection
 from nodes.selection import Limits, NoEligibleModel, filter_models
 
 
@@ -29,7 +30,9 @@ def query_registry(
     filtered = filter_models(registry, ctx, limits, statuses, unavailable)
     policy = [m for m in registry.fallback_chain(ctx.domain) if m in filtered.soft_excluded]
     if not filtered.eligible and not policy:
-        raise NoEligibleModel(ctx, filtered.excluded | filtered.soft_excluded)
+        rejection = NoEligibleModel(ctx, filtered.excluded | filtered.soft_excluded)
+        record_rejection(services, state, str(rejection).splitlines()[0])
+        raise rejection
     usable = set(filtered.eligible) | set(filtered.soft_excluded)
     return {
         "eligible": filtered.eligible,

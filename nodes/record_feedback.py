@@ -46,6 +46,7 @@ def feedback_record(state: SelectionState, now: datetime) -> dict[str, Any]:
         "attempts": len(attempts),
         "stop_reason": state.get("stop_reason"),
         "prompt_tokens": state.get("prompt_tokens"),
+        "error": state.get("error"),
     }
     if os.environ.get("FEEDBACK_INCLUDE_PROMPT") == "1":
         record["prompt"] = state.get("prompt")
@@ -78,3 +79,11 @@ def record_feedback(
     span = tm.trace.get_current_span()
     span.set_attribute(tm.SELECTOR_STOP, str(state.get("stop_reason")))
     return result
+
+
+def record_rejection(services: Services, state: SelectionState, reason: str) -> None:
+    """A request no model may even try still leaves its feedback record (records = requests)."""
+    now = datetime.fromtimestamp(services.clock(), tz=timezone.utc)
+    services.feedback.append(feedback_record(
+        {**state, "success": False, "stop_reason": "no_eligible_model",  # type: ignore[typeddict-item]
+         "attempts": [], "spent_usd": 0.0, "latency_ms": 0, "error": reason}, now))

@@ -175,3 +175,14 @@ async def test_ainvoke_has_the_same_semantics(selection, services):
         {"configurable": {"thread_id": out["thread_id"]}})]
     assert history[0].values["model_used"] == SECOND
     assert len(feedback(services)) == 1
+
+
+def test_a_request_no_model_may_try_raises_and_still_leaves_its_feedback_record(selection, services):
+    from nodes.selection import NoEligibleModel
+
+    with pytest.raises(NoEligibleModel, match="llama-3.3-70b-versatile: not local"):
+        run(selection, {"*": "ok"}, context={**PORT_HEALER, "require_local": True,
+                                              "max_cost_usd": 0.0})
+    [record] = feedback(services)
+    assert record["success"] is False and record["stop_reason"] == "no_eligible_model"
+    assert record["error"].startswith("no model can serve task_type='code_fix'")
