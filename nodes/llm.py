@@ -28,12 +28,22 @@ class Reply:
     latency_ms: int
 
 
+@functools.cache
 def warm_up() -> None:
-    """Import langchain-litellm (and litellm) now; it takes seconds the first time."""
+    """Pay litellm's one-off costs now, not inside the first request's deadline.
+
+    The import takes seconds, and the first call builds clients and loads more lazily
+    (about 0.6 s); a mocked call does the latter without touching the network.
+    """
     import langchain_litellm  # noqa: F401
     import litellm
 
     litellm.suppress_debug_info = True  # its "Give Feedback" banner would corrupt stdout
+    litellm.completion(model="openai/gpt-4o-mini", mock_response="warm",
+                       messages=[{"role": "user", "content": "warm up"}])
+    from graph.tokens import count_text
+
+    count_text("warm up")  # loads the tokenizer (about 0.4 s)
 
 
 @functools.cache
