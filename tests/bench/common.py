@@ -12,17 +12,17 @@ os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # never fetch prices: no ne
 for _var in ("LANGSMITH_TRACING", "LANGCHAIN_TRACING_V2", "LANGCHAIN_TRACING"):
     os.environ.pop(_var, None)  # a tracer would try the network on every run
 
-import uuid  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import uuid
+from pathlib import Path
+from typing import Any
 
-import redis  # noqa: E402
+import redis
 
-from graph.feedback import FeedbackLog  # noqa: E402
-from graph.registry import Registry  # noqa: E402
-from graph.services import Services  # noqa: E402
-from graph.state import RunSettings  # noqa: E402
-from graph.store import Store  # noqa: E402
+from graph.feedback import FeedbackLog
+from graph.registry import Registry
+from graph.services import Services
+from graph.state import RunSettings
+from graph.store import Store
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/15"
 

@@ -46,7 +46,8 @@ def serve(requests: int, every: int, url: str, prefix: str) -> dict:
                 samples.append({"requests": i, "rss_kb": rss, "blocks": sys.getallocatedblocks()})
         elapsed = time.perf_counter() - started
         _, hwm = common.rss_kb()
-        feedback_lines = sum(1 for _ in open(Path(tmp) / "fb.jsonl", "rb"))
+        with open(Path(tmp) / "fb.jsonl", "rb") as fh:
+            feedback_lines = sum(1 for _ in fh)
     return {"requests": requests, "every": every, "samples": samples, "peak_rss_kb": hwm,
             "elapsed_s": round(elapsed, 3), "feedback_lines": feedback_lines}
 

@@ -75,7 +75,7 @@ class Plan:
     quick: bool = False
 
     @classmethod
-    def full(cls) -> Plan:  # noqa: D102
+    def full(cls) -> Plan:
         return cls()
 
     @classmethod
@@ -220,6 +220,7 @@ def bench_selection(env: Env, registry: Any, services: Any, iters: int) -> dict[
 def section_selection(env: Env, plan: Plan) -> dict[str, Any]:
     """Selection at the real registry and at a generated large one."""
     from graph.registry import load_registry
+
     from .registry_gen import generate_registry
 
     result: dict[str, Any] = {}
@@ -302,7 +303,7 @@ def _graph_call(graph: Any, **kwargs: Any) -> Callable[[], Any]:
 
 def _overheads(out: dict[str, Any], base: str) -> None:
     b = out[base]["p50_ms"]
-    for name, row in out.items():
+    for row in out.values():
         if isinstance(row, dict) and "p50_ms" in row:
             row["overhead_p50_ms"] = round(row["p50_ms"] - b, 4)
             row["x_bare_p50"] = round(row["p50_ms"] / b, 3) if b else None
@@ -477,12 +478,13 @@ def section_throughput(env: Env, plan: Plan) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- 5 cold start
 def _wall(cmd: list[str], env: dict[str, str], runs: int) -> dict[str, Any]:
-    subprocess.run(cmd, env=env, capture_output=True, timeout=300)  # warm the page cache
+    subprocess.run(cmd, env=env, capture_output=True, timeout=300, check=False)  # warm-up
     times: list[float] = []
     rc, tail = 0, ""
     for _ in range(runs):
         started = time.perf_counter()
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300,
+                              check=False)
         times.append(time.perf_counter() - started)
         if proc.returncode != 0:
             rc, tail = proc.returncode, (proc.stderr or proc.stdout)[-400:]
@@ -536,7 +538,7 @@ def section_memory(env: Env, plan: Plan) -> dict[str, Any]:
            "--requests", str(plan.memory_requests), "--every", str(plan.memory_every),
            "--redis-url", env.url, "--prefix", env.prefix + "mem:"]
     root = Path(__file__).resolve().parents[2]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=root, timeout=3600,
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=root, timeout=3600, check=False,
                           env={**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True"})
     if proc.returncode != 0:
         raise RuntimeError(f"memory worker failed: {proc.stderr[-2000:]}")
@@ -628,12 +630,12 @@ def render(result: dict[str, Any]) -> str:
     m = result["machine"]
     parts = [
         f"model-selector benchmarks ({'QUICK: 1/10 iterations' if result['plan']['quick'] else 'full run'})",
-        f"machine: {m['cores']} cores ({m['cores_usable']} usable), {m['cpu']}, "
-        f"load {m['loadavg_start'][0]:.2f} at start / {m.get('loadavg_end', [0])[0]:.2f} at end",
-        f"python {m['python']}, litellm {m['litellm']}, langgraph {m['langgraph']}, "
+        (f"machine: {m['cores']} cores ({m['cores_usable']} usable), {m['cpu']}, "
+        f"load {m['loadavg_start'][0]:.2f} at start / {m.get('loadavg_end', [0])[0]:.2f} at end"),
+        (f"python {m['python']}, litellm {m['litellm']}, langgraph {m['langgraph']}, "
         f"langchain-litellm {m['langchain_litellm']}, langgraph-checkpoint "
         f"{m['langgraph_checkpoint']}, redis-py {m['redis_py']} (hiredis {m['hiredis']}), "
-        f"redis server {m['redis_server']}",
+        f"redis server {m['redis_server']}"),
         "",
     ]
     sel = result.get("selection")
@@ -649,9 +651,9 @@ def render(result: dict[str, Any]) -> str:
                              s[part]["p99_ms"]])
         parts += ["1. Selection decision (ms)",
                   _table(["case", "n", "p50", "p99"], rows),
-                  f"   registry load: {sel['real']['load_s']:.2f} s at {sel['real']['models']}, "
+                  (f"   registry load: {sel['real']['load_s']:.2f} s at {sel['real']['models']}, "
                   f"{sel['large']['load_s']:.2f} s at {sel['large']['models']} models; "
-                  f"eligible {sel['real']['eligible']} / {sel['large']['eligible']}", ""]
+                  f"eligible {sel['real']['eligible']} / {sel['large']['eligible']}"), ""]
 
     def latency_rows(block: dict[str, Any], names: list[tuple[str, str]]) -> list[list[Any]]:
         return [[label, block[k]["n"], block[k]["p50_ms"], block[k]["p99_ms"],
@@ -664,8 +666,8 @@ def render(result: dict[str, Any]) -> str:
                          latency_rows(mem, [("bare litellm.completion", "bare_litellm"),
                                             ("LiteLLM Router (2 fallbacks)", "router"),
                                             ("graph, no checkpointer", "graph")])),
-                  f"   graph overhead - Router overhead = {mem['graph_minus_router_overhead_ms']:.3f}"
-                  f" ms; ratio graph/Router overhead = {mem['graph_over_router_overhead_ratio']}",
+                  (f"   graph overhead - Router overhead = {mem['graph_minus_router_overhead_ms']:.3f}"
+                  f" ms; ratio graph/Router overhead = {mem['graph_over_router_overhead_ratio']}"),
                   ""]
     cp = result.get("checkpointed")
     if cp:
@@ -696,8 +698,8 @@ def render(result: dict[str, Any]) -> str:
                              round(g["rps"] / r["bare_acompletion"]["rps"], 3)])
         parts += [f"4. Throughput, {tp['delay_ms']:.0f} ms simulated provider latency",
                   _table(["case", "requests", "req/s", "lat p50 ms", "lat p99 ms", "x bare"], rows),
-                  f"   * diagnostic, not the target row: the loop's default executor (where "
-                  f"LangGraph runs sync nodes) raised from {tp['default_executor_threads']} threads"]
+                  (f"   * diagnostic, not the target row: the loop's default executor (where "
+                  f"LangGraph runs sync nodes) raised from {tp['default_executor_threads']} threads")]
         if tp["ainvoke_error"]:
             parts.append(f"   ainvoke failed ({tp['ainvoke_error']}); measured with threads + invoke")
         parts.append("")
@@ -721,13 +723,13 @@ def render(result: dict[str, Any]) -> str:
     if memory:
         rows = [[s["requests"], round(s["rss_kb"] / 1024, 2), s["blocks"]]
                 for s in memory["samples"]]
-        parts += [f"5b. Memory of a process serving {memory['requests']} graph requests "
-                  f"(after gc; {memory['elapsed_s']:.1f} s)",
+        parts += [(f"5b. Memory of a process serving {memory['requests']} graph requests "
+                  f"(after gc; {memory['elapsed_s']:.1f} s)"),
                   _table(["requests", "RSS MiB", "alloc blocks"], rows),
-                  f"   peak RSS {memory['peak_rss_kb'] / 1024:.1f} MiB; second-half slope "
+                  (f"   peak RSS {memory['peak_rss_kb'] / 1024:.1f} MiB; second-half slope "
                   f"{memory['rss_slope_kb_per_1k']:.1f} KiB RSS and "
                   f"{memory['blocks_slope_per_1k']:.1f} blocks per 1,000 requests "
-                  f"(fitted growth {memory['rss_growth_second_half_kb']:.0f} KiB)", ""]
+                  f"(fitted growth {memory['rss_growth_second_half_kb']:.0f} KiB)"), ""]
     targets = result.get("targets") or []
     if targets:
         rows = [[t["target"], t["value"], f"{t['unit']} {t['limit']}",
