@@ -52,8 +52,9 @@ def dry_run(
     """Decide over the whole registry; with `require_keys`, as `run` would (keys enforced)."""
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
     tokens = count_messages([*messages, {"role": "user", "content": prompt}]) if prompt else 0
-    statuses = store.statuses({m: e.status for m, e in registry.models.items()})
-    unavailable = unavailable_reasons(registry, store, registry.models, require_keys)
+    relevant = registry.relevant(ctx.domain, ctx.task_type)
+    statuses = store.statuses({m: registry.models[m].status for m in relevant})
+    unavailable = unavailable_reasons(registry, store, relevant, require_keys)
     decision = select(registry, ctx, Limits(tokens, max_tokens),
                       effective_weights(registry.scoring, ctx), statuses, unavailable, top_k)
     missing = {m: r for m, e in registry.models.items() if (r := missing_key(e))}

@@ -31,6 +31,12 @@ class Services:
     """Jitter source for backoff."""
 
     @classmethod
+    def in_memory(cls, feedback_path: str | None = None) -> Services:
+        """One process, no Redis: state lives in this process only (see `Store.in_memory`)."""
+        return cls(registry=load_registry(), store=Store.in_memory(),
+                   feedback=FeedbackLog(feedback_path or settings.feedback_log_path()))
+
+    @classmethod
     def from_env(cls) -> Services:
         """Registry from `REGISTRY_PATH`, Redis from `REDIS_URL` (else embedded), log path."""
         client = redis_conn.target().client()

@@ -34,7 +34,7 @@ class Store:
 
     def __init__(
         self,
-        client: redis.Redis,
+        client: redis.Redis | None,
         prefix: str = "",
         clock: Callable[[], float] = time.time,
         retry_interval_s: float = RETRY_INTERVAL_S,
@@ -43,10 +43,12 @@ class Store:
         self.prefix = prefix
         self.clock = clock
         self.outage = Outage(retry_interval_s)
-        self._remote = RedisCircuits(client, prefix=prefix, clock=clock)
+        self._remote = RedisCircuits(client, prefix=prefix, clock=clock) if client else None
         self._local = LocalCircuits(clock=clock)
         self._local_health: dict[str, tuple[str, float]] = {}
         self._pending: deque[tuple[str, str]] = deque()
+        self._local_usage: dict[str, deque[str]] = {}
+        """Without Redis (client None): the last 1000 usage entries per model, in-process."""
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ plumbing
@@ -54,12 +56,21 @@ class Store:
         """The spec's key names (`model:health:{id}`, `model:usage:{id}`) under the prefix."""
         return f"{self.prefix}model:{kind}:{model_id}"
 
+    @classmethod
+    def in_memory(cls, clock: Callable[[], float] = time.time) -> Store:
+        """No Redis at all: one process's own state (health, circuits, usage), shared with
+        nobody. For a single embedded process, and for measuring the graph without Redis."""
+        return cls(None, clock=clock)
+
     @property
     def online(self) -> bool:
-        """False while Redis is left alone after a failure (until the next retry)."""
-        return not self.outage.resting
+        """False while Redis is left alone after a failure (and always without Redis)."""
+        return self.client is not None and not self.outage.resting
 
     def _run(self, remote: Callable[[], T], local: Callable[[], T]) -> T:
+        if self.client is None:
+            return local()
+
         def call() -> T:
             if self._pending:
                 self._flush()
@@ -88,11 +99,11 @@ class Store:
     @property
     def circuits(self) -> Circuits:
         """Redis circuits while Redis answers, in-process ones while it does not."""
-        return self._remote if self.online else self._local
+        return self._remote if self.online and self._remote else self._local
 
     def with_circuits(self, action: Callable[[Circuits], T]) -> T:
         """Run a circuit operation on Redis, or in-process if Redis fails meanwhile."""
-        return self._run(lambda: action(self._remote), lambda: action(self._local))
+        return self._run(lambda: action(self._remote), lambda: action(self._local))  # type: ignore[arg-type]
 
     # ------------------------------------------------------------------ health
     def statuses(self, defaults: Mapping[str, str]) -> dict[str, str]:
@@ -135,12 +146,15 @@ class Store:
             pipe.ltrim(self.key("usage", model_id), 0, USAGE_KEEP - 1)
             pipe.execute()
 
+        if self.client is None:
+            self._local_usage.setdefault(model_id, deque(maxlen=USAGE_KEEP)).appendleft(line)
+            return
         self._run(remote, lambda: self._pending.append((model_id, line)))
 
     def usage(self, model_id: str, last: int = 100) -> list[dict[str, Any]]:
         """The newest `last` usage entries of a model, newest first (parsed JSON, never eval)."""
         raw = self._run(lambda: self.client.lrange(self.key("usage", model_id), 0, last - 1),
-                        lambda: [])
+                        lambda: list(self._local_usage.get(model_id, ()))[:last])
         return [json.loads(item) for item in raw]
 
     def init_statuses(self, statuses: Mapping[str, str]) -> None:

@@ -6,7 +6,7 @@ import hashlib
 import os
 from collections.abc import Iterable
 
-from graph.circuit import exclusion_reason
+from graph.circuit import AVAILABLE, exclusion_reason
 from graph.registry import ModelEntry, Registry
 from graph.store import Store
 
@@ -40,7 +40,10 @@ def unavailable_reasons(
     reasons: dict[str, str] = {}
     for model_id in ids:
         model = registry.models[model_id]
-        reason = exclusion_reason(snapshot[model_id], fingerprint(model), now)
+        state = snapshot[model_id]
+        reason = None
+        if state is not AVAILABLE:  # the fingerprint (two sha256) only where a mark may apply
+            reason = exclusion_reason(state, fingerprint(model) if state.unusable else "", now)
         if reason is None and require_keys and model_id not in has_mock:
             reason = missing_key(model)
         if reason:

@@ -21,10 +21,11 @@ def query_registry(
     settings = runtime.context or RunSettings()
     registry = services.registry
     ctx = TaskContext.model_validate(state["task"])
-    statuses = services.store.statuses({m: e.status for m, e in registry.models.items()})
-    mocked = frozenset(m for m in registry.models if settings.mock_for(m) is not None)
+    relevant = registry.relevant(ctx.domain, ctx.task_type)
+    statuses = services.store.statuses({m: registry.models[m].status for m in relevant})
+    mocked = frozenset(m for m in relevant if settings.mock_for(m) is not None)
     unavailable = unavailable_reasons(
-        registry, services.store, registry.models, settings.require_keys, mocked
+        registry, services.store, relevant, settings.require_keys, mocked
     )
     limits = Limits(state["prompt_tokens"], state["max_output_tokens"])
     filtered = filter_models(registry, ctx, limits, statuses, unavailable)
@@ -38,5 +39,5 @@ def query_registry(
         "eligible": filtered.eligible,
         "soft_excluded": filtered.soft_excluded,
         "excluded": filtered.excluded,
-        "health": {m: s for m, s in statuses.items() if m in usable},
+        "health": {m: statuses[m] for m in usable},
     }

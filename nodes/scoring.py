@@ -42,7 +42,7 @@ class Score:
 def capability_score(model: ModelEntry, ctx: TaskContext) -> float:
     """1 when the task type is a capability, plus 0.1 per keyword that is a tag (max +0.3)."""
     base = 1.0 if ctx.task_type in model.capabilities else 0.0
-    overlap = len(set(ctx.keywords) & set(model.tags))
+    overlap = len(set(ctx.keywords).intersection(model.tags)) if ctx.keywords else 0
     return min(base + min(overlap * 0.1, 0.3), 1.0)
 
 
@@ -93,11 +93,10 @@ def score_model(
     model: ModelEntry, ctx: TaskContext, weights: Mapping[Component, float], status: str
 ) -> Score:
     """The weighted score of one model for one task; `status` is its live health."""
-    parts = {
-        "capability_match": capability_score(model, ctx),
-        "cost_efficiency": cost_score(model, ctx),
-        "latency_priority": latency_score(model, ctx),
-        "health_status": health_score(status),
-    }
-    total = sum(weights[name] * value for name, value in parts.items())  # type: ignore[index]
-    return Score(total=total, **parts)
+    capability = capability_score(model, ctx)
+    cost = cost_score(model, ctx)
+    latency = latency_score(model, ctx)
+    health = health_score(status)
+    total = (weights["capability_match"] * capability + weights["cost_efficiency"] * cost
+             + weights["latency_priority"] * latency + weights["health_status"] * health)
+    return Score(total, capability, cost, latency, health)

@@ -113,9 +113,15 @@ def filter_models(
     statuses: Mapping[str, str],
     unavailable: Mapping[str, str],
 ) -> Filtered:
-    """Apply every filter; `statuses` is live health, `unavailable` circuit/key reasons."""
+    """Apply every filter; `statuses` is live health, `unavailable` circuit/key reasons.
+
+    Live state is needed only for `registry.relevant(...)` (the models that could be
+    chained); every other model is out of domain or capability, and says so.
+    """
     out = Filtered()
-    for model_id, model in registry.models.items():
+    relevant = registry.relevant(ctx.domain, ctx.task_type)
+    for model_id in relevant:
+        model = registry.models[model_id]
         reason = hard_exclusion(
             model, ctx, limits, statuses.get(model_id, model.status),
             unavailable.get(model_id), ctx.max_cost_usd,
@@ -128,6 +134,7 @@ def filter_models(
             out.eligible.append(model_id)
         else:
             out.soft_excluded[model_id] = reason
+    out.excluded.update(registry.outside(ctx.domain, ctx.task_type))
     return out
 
 

@@ -24,6 +24,8 @@ See docs/benchmarks.md.
 
 from __future__ import annotations
 
+import dataclasses
+
 from . import common  # first: forces the offline price map  # isort: skip
 
 import argparse
@@ -310,16 +312,21 @@ def _overheads(out: dict[str, Any], base: str) -> None:
 
 
 def section_in_memory(env: Env, plan: Plan) -> dict[str, Any]:
-    """Graph (no checkpointer) vs bare LiteLLM vs LiteLLM Router, interleaved."""
+    """Graph (in-memory state, no checkpointer) vs bare LiteLLM vs LiteLLM Router, interleaved;
+    the graph on Redis state (still no checkpointer) alongside."""
     from graph.builder import compile_graph
+    from graph.store import Store
 
-    graph = compile_graph(env.services, checkpointer=None)
+    memory = dataclasses.replace(env.services, store=Store.in_memory())
+    graph = compile_graph(memory, checkpointer=None)
+    on_redis = compile_graph(env.services, checkpointer=None)
     first = _graph_call(graph)()
     chain = [c["model_id"] for c in first["chain"]]
     env.extras["chain"] = chain
     bare, routed = baseline_calls(env, chain)
     env.log(f"in-memory: graph / bare litellm / router x {plan.mem_iters}")
-    samples = interleaved({"bare_litellm": bare, "graph": _graph_call(graph), "router": routed},
+    samples = interleaved({"bare_litellm": bare, "graph": _graph_call(graph), "router": routed,
+                           "graph_redis_state": _graph_call(on_redis)},
                           plan.mem_iters, Plan.warmup(plan.mem_iters))
     out: dict[str, Any] = {name: summarize_ns(s) for name, s in samples.items()}
     _overheads(out, "bare_litellm")
@@ -665,7 +672,8 @@ def render(result: dict[str, Any]) -> str:
                   _table(["case", "n", "p50", "p99", "overhead p50", "x bare"],
                          latency_rows(mem, [("bare litellm.completion", "bare_litellm"),
                                             ("LiteLLM Router (2 fallbacks)", "router"),
-                                            ("graph, no checkpointer", "graph")])),
+                                            ("graph, in-memory state", "graph"),
+                                            ("graph, Redis state", "graph_redis_state")])),
                   (f"   graph overhead - Router overhead = {mem['graph_minus_router_overhead_ms']:.3f}"
                   f" ms; ratio graph/Router overhead = {mem['graph_over_router_overhead_ratio']}"),
                   ""]

@@ -35,7 +35,7 @@ def test_select_prints_the_primary_with_components_and_flags_missing_keys(env):
     assert first.startswith("primary   llama-3.3-70b-versatile")
     assert "capability 1.00, cost 1.00, latency 0.70, health 1.00" in first
     assert "! missing API key: set GROQ_API_KEY" in first
-    assert "claude-3.5-sonnet: worst-case cost" in out.stdout
+    assert "gpt-4.1: worst-case cost" in out.stdout
 
 
 def test_select_json(env):

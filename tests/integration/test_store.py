@@ -64,3 +64,32 @@ def test_probes_cache_alive_and_dead_and_the_report_shows_circuits(services, red
     assert rows["gpt-4o-mini-self-heal"]["cooling_until"] is not None
     assert rows["gpt-4o-mini-self-heal"]["circuit"] == "closed"
     assert len(rows) == 58
+
+
+def test_in_memory_store_keeps_state_in_process():
+    from graph.registry import CircuitBreakerPolicy
+
+    store = Store.in_memory()
+    assert not store.online
+    store.update_health("m", "degraded")
+    assert store.statuses({"m": "alive", "n": "alive"}) == {"m": "degraded", "n": "alive"}
+    for i in range(1003):
+        store.log_usage("m", {"i": i})
+    assert store.usage("m", last=2) == [{"i": 1002}, {"i": 1001}]
+    assert len(store.usage("m", last=5000)) == 1000
+    for _ in range(3):
+        store.with_circuits(lambda c: c.record_failure("m", CircuitBreakerPolicy(failure_threshold=3)))
+    assert store.with_circuits(lambda c: c.snapshot(["m"]))["m"].state == "open"
+
+
+def test_the_graph_runs_without_redis(tmp_path):
+    from graph.builder import compile_graph
+    from graph.services import Services
+    from graph.state import RunSettings
+    from tests.conftest import PORT_HEALER
+
+    services = Services.in_memory(str(tmp_path / "fb.jsonl"))
+    out = compile_graph(services).invoke({"context": PORT_HEALER, "prompt": "hi"},
+                                         context=RunSettings(mock_responses={"*": "ok"}))
+    assert out["success"] and out["model_used"] == "llama-3.3-70b-versatile"
+    assert services.store.usage("llama-3.3-70b-versatile")[0]["success"] is True

@@ -46,7 +46,8 @@ def test_spec_unit_test_fallback_on_expensive_task():
 def test_every_model_is_either_chained_or_excluded_with_a_reason():
     d = decide(PORT_HEALER)
     assert set(chain(d)) | set(d.excluded) == set(REG.models)
-    assert d.excluded["claude-3.5-sonnet"].startswith("worst-case cost $")
+    assert d.excluded["gpt-4.1"].startswith("worst-case cost $")  # in domain, over budget
+    assert d.excluded["claude-3.5-sonnet"].startswith("domain self_heal not in")
     assert d.excluded["gemini-2.0-flash-exp"].startswith("domain self_heal not in")
     assert d.chain[2].via == "self_heal fallback policy"
     assert d.chain[2].note == "lacks capability code_fix"
@@ -93,5 +94,5 @@ def test_nothing_qualifies_error_lists_every_reason():
             "llama-3.3-70b-versatile": "dead"})
     message = str(err.value)
     assert "llama-3.3-70b-versatile: status dead" in message
-    assert "claude-3.5-sonnet: worst-case cost" in message
+    assert "gpt-4.1: worst-case cost" in message
     assert len(err.value.excluded) == len(REG.models)
