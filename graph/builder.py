@@ -8,11 +8,11 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from langchain_core.runnables import RunnableConfig, RunnableLambda
+from langchain_core.runnables import RunnableConfig
+from langgraph._internal._runnable import RunnableCallable
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
-from langgraph.runtime import get_runtime
 
 from graph.services import Services
 from graph.state import RunSettings, SelectionInput, SelectionOutput, SelectionState
@@ -50,16 +50,16 @@ def build_graph(services: Services | None = None) -> StateGraph:
     return builder
 
 
-def _sync_and_async(func: Any, afunc: Any, services: Services) -> RunnableLambda:
-    """One node with a sync body for `invoke` and an awaited one for `ainvoke`."""
+def _sync_and_async(func: Any, afunc: Any, services: Services) -> RunnableCallable:
+    """One node with a sync body for `invoke` and an awaited one for `ainvoke`.
 
-    def run(state: SelectionState) -> Any:
-        return func(state, get_runtime(RunSettings), services=services)
-
-    async def arun(state: SelectionState) -> Any:
-        return await afunc(state, get_runtime(RunSettings), services=services)
-
-    return RunnableLambda(run, afunc=arun, name=func.__name__)
+    RunnableCallable is what `add_node` builds for a plain function (runtime injection, no
+    extra tracing layer); LangGraph has no public way to give one node both bodies, and its
+    own prebuilt nodes use this class the same way.
+    """
+    return RunnableCallable(functools.partial(func, services=services),
+                            functools.partial(afunc, services=services),
+                            name=func.__name__, trace=False)
 
 
 def _with_thread(config: RunnableConfig | None) -> RunnableConfig:

@@ -1,6 +1,6 @@
 """Where a graph request's time goes, without a profiler's distortion.
 
-    python -m tests.bench.attribute [-n 1000] [--durability none|sync|async|exit]
+    python -m tests.bench.attribute [-n 1000] [--durability none|sync|async|exit] [--memory]
                                     [--registry PATH]
 
 Wraps the graph's nodes and the calls inside them (Redis reads and writes, the LiteLLM
@@ -83,13 +83,15 @@ def instrument() -> None:
     del cm
 
 
-def run(n: int, durability: str, registry_path: str | None) -> list[tuple[str, float, float]]:
+def run(n: int, durability: str, registry_path: str | None,
+        memory: bool = False) -> list[tuple[str, float, float]]:
     """Mean inclusive ms per request of every wrapped piece, plus derived shares."""
     instrument()
     from graph.builder import compile_graph
     from graph.checkpoint import RedisCheckpointer
     from graph.redis_conn import RedisTarget
     from graph.registry import load_registry
+    from graph.store import Store
 
     url, prefix = common.redis_url(), common.new_prefix()
     saver = None
@@ -100,6 +102,8 @@ def run(n: int, durability: str, registry_path: str | None) -> list[tuple[str, f
         with tempfile.TemporaryDirectory() as tmp:
             services = common.make_services(load_registry(registry_path), url, prefix,
                                             Path(tmp) / "fb.jsonl")
+            if memory:
+                services.store = Store.in_memory()
             graph = compile_graph(services, checkpointer=saver)
             kwargs = {} if durability == "none" else {"durability": durability}
             for _ in range(max(20, n // 10)):
@@ -132,8 +136,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", type=int, default=1000)
     parser.add_argument("--durability", default="none", choices=["none", "sync", "async", "exit"])
     parser.add_argument("--registry", default=None, help="registry YAML (default: the real one)")
+    parser.add_argument("--memory", action="store_true", help="in-memory state (Store.in_memory)")
     args = parser.parse_args(argv)
-    rows = run(args.n, args.durability, args.registry)
+    rows = run(args.n, args.durability, args.registry, args.memory)
     whole = rows[0][1]
     print(f"{'piece (inclusive)':58s} {'ms/request':>10s} {'share':>6s} {'calls':>6s}")
     for name, ms, calls in rows:
