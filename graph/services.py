@@ -6,9 +6,10 @@ test or an embedding application can hand the graph its own.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from graph import redis_conn, settings
@@ -27,6 +28,8 @@ class Services:
     clock: Callable[[], float] = time.time
     sleep: Callable[[float], None] = time.sleep
     """Backoff between retries; tests inject a recorder so nothing sleeps for real."""
+    asleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    """The same under `ainvoke`."""
     rng: random.Random = field(default_factory=random.Random)
     """Jitter source for backoff."""
 

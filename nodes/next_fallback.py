@@ -49,11 +49,9 @@ def stop_reason(attempts: Sequence[Attempt]) -> str:
     return "exhausted"
 
 
-def next_fallback(
-    state: SelectionState, runtime: Runtime[RunSettings], *, services: Services
-) -> dict[str, Any]:
-    """Decide the next hop from the last attempt's action."""
-    settings = runtime.context or RunSettings()
+def decide(state: SelectionState, settings: RunSettings,
+           services: Services) -> tuple[dict[str, Any], float]:
+    """The next hop from the last attempt's action, and the backoff to wait before it."""
     last = state["attempts"][-1]
     action = last["action"] or "next"
     if action == "retry" and state["tries"] < settings.max_tries_per_model:
@@ -62,13 +60,32 @@ def next_fallback(
         if deadline is None or services.clock() + delay < deadline:
             admission = services.store.with_circuits(lambda c: c.snapshot([last["model_id"]]))
             if admission[last["model_id"]].state == "closed":
-                services.sleep(delay)
-                return {}
+                return {}, delay
     if action != "stop":
         position = next_position(services.registry, state["chain"], state["position"], action)
         if position is not None:
-            return {"position": position, "tries": 0}
-    return {"success": False, "stop_reason": stop_reason(state["attempts"])}
+            return {"position": position, "tries": 0}, 0.0
+    return {"success": False, "stop_reason": stop_reason(state["attempts"])}, 0.0
+
+
+def next_fallback(
+    state: SelectionState, runtime: Runtime[RunSettings], *, services: Services
+) -> dict[str, Any]:
+    """Retry (after a backoff), move along the chain, or end the request."""
+    update, delay = decide(state, runtime.context or RunSettings(), services)
+    if delay:
+        services.sleep(delay)
+    return update
+
+
+async def anext_fallback(
+    state: SelectionState, runtime: Runtime[RunSettings], *, services: Services
+) -> dict[str, Any]:
+    """`next_fallback` for `ainvoke`: the backoff is awaited, never blocking the loop."""
+    update, delay = decide(state, runtime.context or RunSettings(), services)
+    if delay:
+        await services.asleep(delay)
+    return update
 
 
 def route_after_call(state: SelectionState) -> Literal["record_feedback", "next_fallback"]:

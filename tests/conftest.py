@@ -99,11 +99,16 @@ def services(redis_client: redis.Redis, prefix: str, tmp_path: Path):
     from graph.store import Store
 
     slept: list[float] = []
+
+    async def asleep(seconds: float) -> None:
+        slept.append(seconds)
+
     svc = Services(
         registry=load_registry(),
         store=Store(redis_client, prefix=prefix),
         feedback=FeedbackLog(tmp_path / "feedback.jsonl"),
         sleep=slept.append,
+        asleep=asleep,
     )
     svc.slept = slept  # type: ignore[attr-defined]
     return svc

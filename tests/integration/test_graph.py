@@ -171,6 +171,7 @@ async def test_ainvoke_has_the_same_semantics(selection, services):
         mock_responses={PRIMARY: err(litellm.Timeout), "*": "async ok"}))
     assert out["response"] == "async ok" and out["model_used"] == SECOND
     assert [a["try_no"] for a in out["attempts"]] == [1, 2, 3, 1]
+    assert len(services.slept) == 2  # awaited through services.asleep, not slept for real
     history = [s async for s in selection.aget_state_history(
         {"configurable": {"thread_id": out["thread_id"]}})]
     assert history[0].values["model_used"] == SECOND

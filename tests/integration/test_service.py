@@ -55,7 +55,10 @@ def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[str]:
 
 def no_sleep_services() -> Services:
     """Services from the environment whose retry backoff does not sleep for real."""
-    return dataclasses.replace(Services.from_env(), sleep=lambda _s: None)
+    async def no_wait(_s: float) -> None:
+        return None
+
+    return dataclasses.replace(Services.from_env(), sleep=lambda _s: None, asleep=no_wait)
 
 
 @pytest.fixture
