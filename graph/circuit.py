@@ -47,7 +47,8 @@ from graph import circuit_lua
 from graph.registry import CircuitBreakerPolicy
 
 BreakerState = Literal["closed", "open", "half_open"]
-Admission = Literal["closed", "probe", "open"]
+Admission = Literal["clean", "closed", "probe", "open"]
+"""clean: closed with no failures on record, so a success has nothing to reset."""
 """`admit`'s answer: call it, call it as the one probe, or do not call it."""
 Clock = Callable[[], float]
 
@@ -276,7 +277,7 @@ class LocalCircuits:
         with self._lock:
             current = self._get(model_id)
             if current.state == "closed":
-                return "closed"
+                return "closed" if current.failures else "clean"
             now = self._clock()
             ends = current.open_until if current.state == "open" else current.probe_until
             if ends is not None and now < ends:

@@ -38,12 +38,14 @@ end
 _MODEL = _REFRESH + "local now, id = tonumber(ARGV[1]), ARGV[2]\n"
 
 # ARGV: now, id, probe lease, grace.
-# Returns "closed" (go ahead), "probe" (you alone may try) or "open" (do not call).
+# Returns "clean" (go ahead; no failures on record), "closed" (go ahead), "probe" (you alone
+# may try) or "open" (do not call).
 ADMIT = (
     _MODEL
     + """
 local h = redis.call('HMGET', KEYS[1], 'state', 'open_until', 'probe_until')
-if not h[1] or h[1] == 'closed' then return 'closed' end
+if not h[1] then return 'clean' end
+if h[1] == 'closed' then return 'closed' end
 if h[1] == 'open' and now < tonumber(h[2]) then return 'open' end
 if h[1] == 'half_open' and now < tonumber(h[3]) then return 'open' end
 local probe_until = now + tonumber(ARGV[3])

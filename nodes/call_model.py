@@ -96,28 +96,26 @@ def _failed(state: SelectionState, model_id: str, exc: BaseException, failure: F
     return {"attempts": [record], "tries": try_no}
 
 
-def _admit(services: Services, model_id: str) -> Attempt | None:
-    admission = services.store.with_circuits(lambda c: c.admit(model_id))
-    if admission == "open":
-        return attempt(model_id, 0, error_class="circuit_open", action="next",
-                       error="circuit opened (or another process holds its probe)")
-    return None
-
-
-Prepared = tuple[ModelEntry, dict[str, Any]]
+CIRCUIT_OPEN = "circuit opened (or another process holds its probe)"
+Prepared = tuple[ModelEntry, dict[str, Any], str]
 
 
 def _prepare(state: SelectionState, settings: RunSettings,
              services: Services) -> Prepared | dict[str, Any]:
-    """The model and call arguments, or a skip update (deadline, budget, open circuit)."""
+    """The model, call arguments and circuit admission, or a skip update (deadline, budget,
+    open circuit)."""
     model = services.registry.models[state["chain"][state["position"]]["model_id"]]
     now = services.clock()
-    skipped = preflight(state, model, now) or _admit(services, model.id)
+    skipped = preflight(state, model, now)
     if skipped:
         return {"attempts": [skipped]}
+    admission = services.store.with_circuits(lambda c: c.admit(model.id))
+    if admission == "open":
+        return {"attempts": [attempt(model.id, 0, error_class="circuit_open", action="next",
+                                     error=CIRCUIT_OPEN)]}
     kwargs = call_params(state, settings, now)
     kwargs["mock_response"] = settings.mock_for(model.id)
-    return model, kwargs
+    return model, kwargs, admission
 
 
 def _tag_call(span: Any, state: SelectionState, model: ModelEntry) -> None:
@@ -137,12 +135,13 @@ def _settle_failure(services: Services, state: SelectionState, model: ModelEntry
 
 
 def _settle_success(services: Services, state: SelectionState, model: ModelEntry, span: Any,
-                    reply: llm.Reply) -> dict[str, Any]:
+                    reply: llm.Reply, admission: str) -> dict[str, Any]:
     span.set_attribute(tm.GEN_AI_USAGE_INPUT_TOKENS, reply.input_tokens)
     span.set_attribute(tm.GEN_AI_USAGE_OUTPUT_TOKENS, reply.output_tokens)
     span.set_attribute(tm.COST_USD, reply.cost_usd)
     span.set_attribute(tm.LATENCY_MS, reply.latency_ms)
-    services.store.with_circuits(lambda c: c.record_success(model.id))
+    if admission != "clean":  # a clean circuit has nothing to reset: one round trip saved
+        services.store.with_circuits(lambda c: c.record_success(model.id))
     return _outcome(state, model.id, reply)
 
 
@@ -153,7 +152,7 @@ def call_model(
     prepared = _prepare(state, runtime.context or RunSettings(), services)
     if isinstance(prepared, dict):
         return prepared
-    model, kwargs = prepared
+    model, kwargs, admission = prepared
     with tm.tracer.start_as_current_span("gen_ai.chat") as span:
         _tag_call(span, state, model)
         started = services.clock()
@@ -161,7 +160,7 @@ def call_model(
             reply = llm.call(model, state["messages"], **kwargs)
         except Exception as exc:  # every failure is classified; none is swallowed unseen
             return _settle_failure(services, state, model, span, exc, started)
-        return _settle_success(services, state, model, span, reply)
+        return _settle_success(services, state, model, span, reply, admission)
 
 
 async def acall_model(
@@ -175,7 +174,7 @@ async def acall_model(
     prepared = _prepare(state, runtime.context or RunSettings(), services)
     if isinstance(prepared, dict):
         return prepared
-    model, kwargs = prepared
+    model, kwargs, admission = prepared
     with tm.tracer.start_as_current_span("gen_ai.chat") as span:
         _tag_call(span, state, model)
         started = services.clock()
@@ -183,4 +182,4 @@ async def acall_model(
             reply = await llm.acall(model, state["messages"], **kwargs)
         except Exception as exc:  # every failure is classified; none is swallowed unseen
             return _settle_failure(services, state, model, span, exc, started)
-        return _settle_success(services, state, model, span, reply)
+        return _settle_success(services, state, model, span, reply, admission)

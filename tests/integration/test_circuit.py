@@ -107,7 +107,7 @@ def state(circuits: Circuits, model_id: str = "m") -> ModelAvailability:
 
 
 def test_closed_circuit_admits(circuits: Circuits) -> None:
-    assert circuits.admit("m") == "closed"
+    assert circuits.admit("m") == "clean"
     assert state(circuits) == AVAILABLE
 
 
@@ -152,7 +152,7 @@ def test_probe_success_closes(circuits: Circuits, clock: FakeClock) -> None:
     clock.advance(60)
     assert circuits.admit("m") == "probe"
     circuits.record_success("m")
-    assert circuits.admit("m") == "closed"
+    assert circuits.admit("m") == "clean"
     assert state(circuits) == AVAILABLE
 
 
@@ -194,7 +194,7 @@ def test_success_resets_the_failure_count(circuits: Circuits) -> None:
 def test_models_are_independent(circuits: Circuits) -> None:
     open_circuit(circuits, "a")
     assert circuits.admit("a") == "open"
-    assert circuits.admit("b") == "closed"
+    assert circuits.admit("b") == "clean"
 
 
 def test_half_open_under_16_threads(circuits: Circuits, clock: FakeClock) -> None:
@@ -334,7 +334,7 @@ def test_reset_forgets_everything(circuits: Circuits) -> None:
     circuits.mark_unusable("m", "fp", "gone")
     circuits.reset("m")
     assert state(circuits) == AVAILABLE
-    assert circuits.admit("m") == "closed"
+    assert circuits.admit("m") == "clean"
 
 
 # --- snapshot ---
