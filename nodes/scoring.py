@@ -29,13 +29,13 @@ class Score:
     health_status: float
 
     def as_dict(self) -> dict[str, float]:
-        """Rounded figures for decision records and CLI tables."""
+        """The figures for decision records (full precision; displays round them)."""
         return {
-            "total": round(self.total, 4),
-            "capability_match": round(self.capability_match, 4),
-            "cost_efficiency": round(self.cost_efficiency, 4),
-            "latency_priority": round(self.latency_priority, 4),
-            "health_status": round(self.health_status, 4),
+            "total": self.total,
+            "capability_match": self.capability_match,
+            "cost_efficiency": self.cost_efficiency,
+            "latency_priority": self.latency_priority,
+            "health_status": self.health_status,
         }
 
 
