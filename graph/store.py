@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import redis
@@ -163,9 +163,3 @@ class Store:
         for model_id, status in statuses.items():
             pipe.set(self.key("health", model_id), status, ex=HEALTH_TTL_S)
         pipe.execute()
-
-    def delete_all(self, model_ids: Iterable[str]) -> None:
-        """Remove this store's keys for these models (tests, `registry init --reset`)."""
-        keys = [self.key(k, m) for m in model_ids for k in ("health", "usage")]
-        if keys:
-            self.client.delete(*keys)

@@ -12,6 +12,7 @@ from graph.registry import ModelEntry
 from graph.services import Services
 from graph.state import Attempt, RunSettings, SelectionState
 from nodes import llm
+from nodes.availability import fingerprint
 from nodes.errors import Failure, classify
 from nodes.selection import Limits, worst_case_cost
 
@@ -55,8 +56,6 @@ def call_params(state: SelectionState, settings: RunSettings, now: float) -> dic
 def on_failure(services: Services, state: SelectionState, model: ModelEntry,
                failure: Failure) -> None:
     """Shared consequences of a failure: breaker, cooldown, unusable mark, health."""
-    from nodes.availability import fingerprint
-
     store = services.store
     policy = services.registry.breaker_policy(state["task"]["domain"])
     if failure.feeds_breaker:
@@ -118,9 +117,13 @@ def _prepare(state: SelectionState, settings: RunSettings,
     return model, kwargs, admission
 
 
-def _tag_call(span: Any, state: SelectionState, model: ModelEntry) -> None:
+def _tag_call(span: Any, state: SelectionState, model: ModelEntry,
+              kwargs: dict[str, Any]) -> None:
     span.set_attribute(tm.GEN_AI_OPERATION, "chat")
+    span.set_attribute(tm.GEN_AI_SYSTEM, model.provider)
     span.set_attribute(tm.GEN_AI_REQUEST_MODEL, model.model)
+    span.set_attribute(tm.GEN_AI_REQUEST_MAX_TOKENS, kwargs["max_tokens"])
+    span.set_attribute(tm.GEN_AI_REQUEST_TEMPERATURE, kwargs["temperature"])
     span.set_attribute(tm.MODEL_ID, model.id)
     span.set_attribute(tm.ATTEMPT, len(state.get("attempts") or []) + 1)
 
@@ -154,7 +157,7 @@ def call_model(
         return prepared
     model, kwargs, admission = prepared
     with tm.tracer.start_as_current_span("gen_ai.chat") as span:
-        _tag_call(span, state, model)
+        _tag_call(span, state, model, kwargs)
         started = services.clock()
         try:
             reply = llm.call(model, state["messages"], **kwargs)
@@ -176,7 +179,7 @@ async def acall_model(
         return prepared
     model, kwargs, admission = prepared
     with tm.tracer.start_as_current_span("gen_ai.chat") as span:
-        _tag_call(span, state, model)
+        _tag_call(span, state, model, kwargs)
         started = services.clock()
         try:
             reply = await llm.acall(model, state["messages"], **kwargs)

@@ -76,8 +76,12 @@ def record_feedback(
                 "success": a["ok"], "task_type": record["task_type"],
                 "cost_usd": a["cost_usd"], "request_id": record["request_id"],
             })
-    span = tm.trace.get_current_span()
-    span.set_attribute(tm.SELECTOR_STOP, str(state.get("stop_reason")))
+    with tm.tracer.start_as_current_span("model_selector.outcome") as span:
+        span.set_attribute(tm.MODEL_ID, record["model_id"] or "")
+        span.set_attribute(tm.SELECTOR_STOP, str(record["stop_reason"]))
+        span.set_attribute(tm.COST_USD, record["cost_usd"])
+        span.set_attribute(tm.LATENCY_MS, record["latency_ms"])
+        span.set_attribute(tm.ATTEMPT, len(attempts))
     return result
 
 

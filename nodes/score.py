@@ -6,6 +6,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
+from graph import telemetry as tm
 from graph.context import TaskContext
 from graph.services import Services
 from graph.state import RunSettings, SelectionState
@@ -33,6 +34,14 @@ def score(
     key = f"{settings.seed}:{state['prompt']}"
     decision = rank(services.registry, ctx, filtered, state["weights"], state["health"],
                     settings.top_k, order=lambda r: policy(r, services.registry, key))
+    with tm.tracer.start_as_current_span("model_selector.decision") as span:
+        span.set_attribute(tm.TASK_TYPE, ctx.task_type)
+        span.set_attribute(tm.SELECTOR_DOMAIN, ctx.domain)
+        span.set_attribute(tm.SELECTOR_AGENT, ctx.agent_id)
+        span.set_attribute(tm.SELECTOR_PRIMARY, decision.chain[0].model_id)
+        span.set_attribute(tm.SELECTOR_CHAIN, [r.model_id for r in decision.chain])
+        span.set_attribute(tm.SELECTOR_CANDIDATES, len(decision.candidates))
+        span.set_attribute(tm.SELECTOR_EXCLUDED, len(decision.excluded))
     return {
         "chain": [_record(r) for r in decision.chain],
         "candidates": [_record(r) for r in decision.candidates],
