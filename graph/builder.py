@@ -32,6 +32,7 @@ def build_graph(services: Services | None = None) -> StateGraph:
     """The uncompiled graph; nodes are bound to `services` (from the environment if None)."""
     services = services or Services.from_env()
     llm.warm_up()  # pay litellm's import here, not inside the first request's deadline
+    llm.register_prices(services.registry.models.values())
     builder = StateGraph(SelectionState, context_schema=RunSettings,
                          input_schema=SelectionInput, output_schema=SelectionOutput)
     builder.add_node("analyze_context", _node(analyze_context, services))

@@ -225,7 +225,29 @@ class RedisCircuits:
     def snapshot(self, model_ids: Iterable[str]) -> dict[str, ModelAvailability]:
         """See `Circuits.snapshot`: one `HVALS` of the rows the write scripts keep current."""
         now = self._clock()
-        blob = _text(self._snapshot(keys=self._shared, args=[_ms(now), self._prefix]))
+        blob = self._snapshot(keys=self._shared, args=[_ms(now), self._prefix])
+        return self.read_snapshot(blob, model_ids, now)
+
+    def queue_snapshot(self, pipe: redis.client.Pipeline) -> float:
+        """Add the snapshot to `pipe`, to be read with `read_snapshot`; returns its time.
+
+        By SHA, not through the Script object: given a Script, a pipeline first asks Redis
+        whether the script exists, one more round trip. A Redis that lost its scripts
+        answers NoScriptError; `load_snapshot_script` then loads it.
+        """
+        now = self._clock()
+        pipe.evalsha(self._snapshot.sha, len(self._shared), *self._shared, _ms(now),
+                     self._prefix)
+        return now
+
+    def load_snapshot_script(self) -> None:
+        """Load the snapshot script (after a NoScriptError from a queued snapshot)."""
+        self._r.script_load(self._snapshot.script)
+
+    def read_snapshot(self, blob: bytes | str, model_ids: Iterable[str],
+                      now: float) -> dict[str, ModelAvailability]:
+        """Parse a snapshot taken at `now`; reuses the rows parsed last time."""
+        blob = _text(blob)
         known, rows, found = self._rows, {}, {}
         for line in blob.split("\n") if blob else ():
             model_id, availability = rows[line] = known.get(line) or _parse(line)

@@ -53,8 +53,9 @@ def dry_run(
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
     tokens = count_messages([*messages, {"role": "user", "content": prompt}]) if prompt else 0
     relevant = registry.relevant(ctx.domain, ctx.task_type)
-    statuses = store.statuses({m: registry.models[m].status for m in relevant})
-    unavailable = unavailable_reasons(registry, store, relevant, require_keys)
+    live = store.live({m: registry.models[m].status for m in relevant})
+    statuses = live.health
+    unavailable = unavailable_reasons(registry, live.availability, live.at, require_keys)
     decision = select(registry, ctx, Limits(tokens, max_tokens),
                       effective_weights(registry.scoring, ctx), statuses, unavailable, top_k)
     missing = {m: r for m, e in registry.models.items() if (r := missing_key(e))}

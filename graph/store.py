@@ -13,11 +13,11 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import redis
 
-from graph.circuit import Circuits, LocalCircuits, RedisCircuits
+from graph.circuit import Circuits, LocalCircuits, ModelAvailability, RedisCircuits
 from graph.outage import RETRY_INTERVAL_S, Outage
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,14 @@ HEALTH_TTL_S = 60
 """The spec's health cache TTL."""
 USAGE_KEEP = 1000
 """The spec keeps the last 1000 usage entries per model."""
+
+
+class Live(NamedTuple):
+    """What `Store.live` read: health and availability per model, and when."""
+
+    health: dict[str, str]
+    availability: dict[str, ModelAvailability]
+    at: float
 
 
 class Store:
@@ -111,22 +119,62 @@ class Store:
 
         def remote() -> dict[str, str]:
             ids = list(defaults)
-            cached = self.client.mget([self.key("health", m) for m in ids]) if ids else []
-            found = {m: s for m, s in zip(ids, cached) if s}
-            missing = [m for m in ids if m not in found]
-            if missing:
-                pipe = self.client.pipeline(transaction=False)
-                for m in missing:
-                    pipe.set(self.key("health", m), defaults[m], ex=HEALTH_TTL_S, nx=True)
-                pipe.execute()
-            return {**defaults, **found}
+            return self._merge_health(ids, self.client.mget(self._health_keys(ids)) if ids else [],
+                                      defaults)
 
-        def local() -> dict[str, str]:
+        return self._run(remote, lambda: self._local_statuses(defaults))
+
+    def live(self, defaults: Mapping[str, str]) -> Live:
+        """Health and availability of these models, as of one moment, in one round trip.
+
+        Every request reads both before choosing; pipelined, they cost one round trip
+        instead of two.
+        """
+        ids = list(defaults)
+
+        def read() -> Live:
+            circuits = self._remote
+            assert circuits is not None  # noqa: S101 - remote reads run only with a client
+            pipe = self.client.pipeline(transaction=False)
+            if ids:
+                pipe.mget(self._health_keys(ids))
+            now = circuits.queue_snapshot(pipe)
+            replies = pipe.execute()
+            health = self._merge_health(ids, replies[0] if ids else [], defaults)
+            return Live(health, circuits.read_snapshot(replies[-1], ids, now), now)
+
+        def remote() -> Live:
+            try:
+                return read()
+            except redis.exceptions.NoScriptError:  # a restarted Redis forgot the script
+                self._remote.load_snapshot_script()  # type: ignore[union-attr]
+                return read()
+
+        def local() -> Live:
             now = self.clock()
-            live = {m: s for m, (s, exp) in self._local_health.items() if exp > now}
-            return {**defaults, **{m: s for m, s in live.items() if m in defaults}}
+            return Live(self._local_statuses(defaults), self._local.snapshot(ids), now)
 
         return self._run(remote, local)
+
+    def _health_keys(self, ids: list[str]) -> list[str]:
+        return [self.key("health", m) for m in ids]
+
+    def _merge_health(self, ids: list[str], cached: list[Any],
+                      defaults: Mapping[str, str]) -> dict[str, str]:
+        """Cached statuses over the defaults; models not cached get theirs cached (SET NX)."""
+        found = {m: s for m, s in zip(ids, cached) if s}
+        missing = [m for m in ids if m not in found]
+        if missing:
+            pipe = self.client.pipeline(transaction=False)
+            for m in missing:
+                pipe.set(self.key("health", m), defaults[m], ex=HEALTH_TTL_S, nx=True)
+            pipe.execute()
+        return {**defaults, **found}
+
+    def _local_statuses(self, defaults: Mapping[str, str]) -> dict[str, str]:
+        now = self.clock()
+        live = {m: s for m, (s, exp) in self._local_health.items() if exp > now}
+        return {**defaults, **{m: s for m, s in live.items() if m in defaults}}
 
     def update_health(self, model_id: str, status: str, ttl_s: int = HEALTH_TTL_S) -> None:
         """Cache a model's status for `ttl_s` seconds (the spec's `update_health`)."""

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterable
+from collections.abc import Mapping
 
-from graph.circuit import AVAILABLE, exclusion_reason
+from graph.circuit import AVAILABLE, ModelAvailability, exclusion_reason
 from graph.registry import ModelEntry, Registry
-from graph.store import Store
 
 
 def fingerprint(model: ModelEntry) -> str:
@@ -30,17 +29,14 @@ def missing_key(model: ModelEntry) -> str | None:
 
 
 def unavailable_reasons(
-    registry: Registry, store: Store, model_ids: Iterable[str], require_keys: bool,
-    has_mock: frozenset[str] = frozenset(),
+    registry: Registry, snapshot: Mapping[str, ModelAvailability], now: float,
+    require_keys: bool, has_mock: frozenset[str] = frozenset(),
 ) -> dict[str, str]:
-    """Reasons per model id; models absent from the result are available."""
-    ids = list(model_ids)
-    now = store.clock()
-    snapshot = store.with_circuits(lambda c: c.snapshot(ids))
+    """Reasons per model of `snapshot` (taken at `now`); models absent from the result
+    are available."""
     reasons: dict[str, str] = {}
-    for model_id in ids:
+    for model_id, state in snapshot.items():
         model = registry.models[model_id]
-        state = snapshot[model_id]
         reason = None
         if state is not AVAILABLE:  # the fingerprint (two sha256) only where a mark may apply
             reason = exclusion_reason(state, fingerprint(model) if state.unusable else "", now)

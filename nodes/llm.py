@@ -9,9 +9,11 @@ from __future__ import annotations
 import functools
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from graph import prices
 from graph.registry import ModelEntry
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
@@ -46,16 +48,68 @@ def warm_up() -> None:
     count_text("warm up")  # loads the tokenizer (about 0.4 s)
 
 
-@functools.cache
-def chat_model(model_string: str, api_base: str | None) -> Any:
-    """A ChatLiteLLM per model, reused: construction costs more than the call overhead.
+_registered: dict[str, dict[str, Any]] = {}
 
-    LangChain's own retry is off (`max_retries=1` is one attempt); the graph retries.
+
+def register_prices(models: Iterable[ModelEntry]) -> int:
+    """Give LiteLLM the registry's prices and window for models its bundled map lacks.
+
+    For a model outside its map LiteLLM looks the model up again, and fails, several times
+    per call (supported parameters, cost, a zero-cost diagnostic), through regex
+    generalisation rules: about 1 ms of Python a call, measured. Registered, every lookup
+    hits LiteLLM's cache, and the cost LiteLLM reports to its callbacks and to LangSmith is
+    the registry's. This is what LiteLLM's Router does for a deployment priced in its config.
+    Models in the map keep LiteLLM's entry (never overwritten); `provider`-priced ones
+    (replays) report their own cost. Cache reads and writes are priced as input, as
+    `ModelEntry.cost_usd` bills them. Returns how many entries were (re)registered.
+    """
+    import litellm
+
+    rows: dict[str, dict[str, Any]] = {}
+    for model in models:
+        if model.cost_source != "registry" or prices.lookup(model.model) is not None:
+            continue
+        per_token = model.input_cost_per_1m / 1_000_000
+        row = {"input_cost_per_token": per_token,
+               "output_cost_per_token": model.output_cost_per_1m / 1_000_000,
+               "cache_read_input_token_cost": per_token,
+               "cache_creation_input_token_cost": per_token,
+               "max_input_tokens": model.context_window,
+               "litellm_provider": model.model.split("/", 1)[0], "mode": "chat"}
+        if _registered.get(model.model) != row:
+            rows[model.model] = row
+    if rows:
+        litellm.register_model(rows)
+        _registered.update(rows)
+    return len(rows)
+
+
+@functools.cache
+def _chat_class() -> type:
+    """ChatLiteLLM making one attempt, without LangChain's tenacity wrapper.
+
+    The graph retries (error-aware, across models). LangChain's retry at `max_retries=1`
+    runs once but builds its tenacity decorator on every call (about 0.3 ms); langchain-
+    litellm's request and response handling is unchanged. Defined on first use because
+    importing langchain_litellm imports litellm.
     """
     from langchain_litellm import ChatLiteLLM
 
+    class OneTryChatLiteLLM(ChatLiteLLM):
+        def completion_with_retry(self, run_manager: Any = None, **kwargs: Any) -> Any:
+            return self.client.completion(**kwargs)
+
+        async def acompletion_with_retry(self, run_manager: Any = None, **kwargs: Any) -> Any:
+            return await self.client.acompletion(**kwargs)
+
+    return OneTryChatLiteLLM
+
+
+@functools.cache
+def chat_model(model_string: str, api_base: str | None) -> Any:
+    """A ChatLiteLLM per model, reused: construction costs more than the call overhead."""
     warm_up()
-    return ChatLiteLLM(model=model_string, api_base=api_base, max_retries=1)
+    return _chat_class()(model=model_string, api_base=api_base, max_retries=1)
 
 
 def _kwargs(max_tokens: int, temperature: float, timeout_s: float,

@@ -6,6 +6,7 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
+from graph.circuit import AVAILABLE
 from graph.context import TaskContext
 from graph.services import Services
 from graph.state import RunSettings, SelectionState
@@ -22,10 +23,11 @@ def query_registry(
     registry = services.registry
     ctx = TaskContext.model_validate(state["task"])
     relevant = registry.relevant(ctx.domain, ctx.task_type)
-    statuses = services.store.statuses({m: registry.models[m].status for m in relevant})
+    live = services.store.live({m: registry.models[m].status for m in relevant})
+    statuses = live.health
     mocked = frozenset(m for m in relevant if settings.mock_for(m) is not None)
     unavailable = unavailable_reasons(
-        registry, services.store, relevant, settings.require_keys, mocked
+        registry, live.availability, live.at, settings.require_keys, mocked
     )
     limits = Limits(state["prompt_tokens"], state["max_output_tokens"])
     filtered = filter_models(registry, ctx, limits, statuses, unavailable)
@@ -40,4 +42,6 @@ def query_registry(
         "soft_excluded": filtered.soft_excluded,
         "excluded": filtered.excluded,
         "health": {m: statuses[m] for m in usable},
+        "checked_at": live.at,
+        "marked": [m for m in usable if live.availability[m] is not AVAILABLE],
     }

@@ -70,8 +70,7 @@ def instrument() -> None:
     _patch(qr, "filter_models", "  query_registry: filter_models")
     import nodes.availability as av
     _patch(av, "fingerprint", "    unavailable_reasons: fingerprint (all models)")
-    _patch(Store, "statuses", "  query_registry: Store.statuses (MGET)")
-    _patch(RedisCircuits, "snapshot", "    unavailable_reasons: circuits snapshot (Lua)")
+    _patch(Store, "live", "  query_registry: Store.live (health MGET + circuit snapshot)")
     _patch(RedisCircuits, "admit", "  call_model: circuits admit (Lua)")
     _patch(RedisCircuits, "record_success", "  call_model: circuits record_success")
     _patch(llm, "call", "  call_model: llm.call (ChatLiteLLM.invoke)")

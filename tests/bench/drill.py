@@ -317,6 +317,15 @@ class Instruments:
 
         store.with_circuits = with_circuits
         self._restore.append(lambda: delattr(store, "with_circuits"))
+        real_live = store.live
+
+        def live(defaults: Any) -> Any:  # the per-request read: snapshot and health at once
+            result = real_live(defaults)  # from Redis unless it failed (then: resting, local)
+            self.on_snapshot(result.availability, "redis" if store.online else "local")
+            return result
+
+        store.live = live
+        self._restore.append(lambda: delattr(store, "live"))
         real_call = llm.call
 
         def call(model: Any, messages: Any, **kwargs: Any) -> Any:

@@ -6,7 +6,7 @@ Measures, in one run and on the same mocked request (LiteLLM `mock_response`, no
 
 1. selection: the decision alone (analyze_context + query_registry + score run directly
    on a real Store, Redis reads included) at the 58-model registry and at a generated
-   5,000-model one, with its parts (`Store.statuses`, `unavailable_reasons`, pure `select`);
+   5,000-model one, with its parts (`Store.live`, `unavailable_reasons`, pure `select`);
 2. in-memory: a whole graph run (no checkpointer) vs bare `litellm.completion` vs LiteLLM
    `Router.completion` with fallbacks, interleaved;
 3. checkpointed: the graph with the Redis checkpointer, durability sync / async / exit;
@@ -192,24 +192,26 @@ def bench_selection(env: Env, registry: Any, services: Any, iters: int) -> dict[
     defaults = {m: e.status for m, e in registry.models.items()}
     mocked = frozenset(m for m in registry.models if common.SETTINGS.mock_for(m) is not None)
 
-    def statuses() -> Any:
-        return store.statuses(defaults)
+    def live() -> Any:
+        return store.live(defaults)
+
+    snap = live()
 
     def unavailable() -> Any:
-        return unavailable_reasons(registry, store, registry.models,
+        return unavailable_reasons(registry, snap.availability, snap.at,
                                    common.SETTINGS.require_keys, mocked)
 
     ctx = TaskContext.model_validate(common.CONTEXT)
     limits = Limits(first["prompt_tokens"], first["max_output_tokens"])
     weights = effective_weights(registry.scoring, ctx)
-    live_statuses, live_unavailable = statuses(), unavailable()
+    live_statuses, live_unavailable = snap.health, unavailable()
 
     def pure() -> Any:
         return select(registry, ctx, limits, weights, live_statuses, live_unavailable,
                       common.SETTINGS.top_k)
 
     samples = interleaved(
-        {"decision": decide, "statuses": statuses, "unavailable": unavailable, "select": pure},
+        {"decision": decide, "live": live, "unavailable": unavailable, "select": pure},
         iters, Plan.warmup(iters),
     )
     out = {name: summarize_ns(s) for name, s in samples.items()}
@@ -681,8 +683,8 @@ def render(result: dict[str, Any]) -> str:
         for key in ("real", "large"):
             s = sel[key]
             for part, label in (("decision", "decision (3 nodes + Redis)"),
-                                ("statuses", "  Store.statuses"),
-                                ("unavailable", "  unavailable_reasons"),
+                                ("live", "  Store.live (Redis)"),
+                                ("unavailable", "  unavailable_reasons pure"),
                                 ("select", "  select() pure")):
                 rows.append([f"{s['models']} models: {label}", s[part]["n"], s[part]["p50_ms"],
                              s[part]["p99_ms"]])
@@ -782,7 +784,7 @@ def render(result: dict[str, Any]) -> str:
 REQUIRED_FIGURES = (
     "machine.cores",
     *(f"selection.{size}.{part}.{stat}" for size in ("real", "large")
-      for part in ("decision", "statuses", "unavailable", "select")
+      for part in ("decision", "live", "unavailable", "select")
       for stat in ("p50_ms", "p99_ms")),
     "selection.real.models", "selection.large.models",
     *(f"in_memory.{case}.{stat}" for case in ("bare_litellm", "graph", "router")

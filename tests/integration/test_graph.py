@@ -187,3 +187,32 @@ def test_a_request_no_model_may_try_raises_and_still_leaves_its_feedback_record(
     [record] = feedback(services)
     assert record["success"] is False and record["stop_reason"] == "no_eligible_model"
     assert record["error"].startswith("no model can serve task_type='code_fix'")
+
+
+def test_a_clean_primary_is_called_without_an_admit_round_trip(selection, services, monkeypatch):
+    from graph.circuit import RedisCircuits
+    from graph.registry import CircuitBreakerPolicy
+
+    admitted: list[str] = []
+    real_admit = RedisCircuits.admit
+    monkeypatch.setattr(RedisCircuits, "admit",
+                        lambda self, m: admitted.append(m) or real_admit(self, m))
+    assert run(selection, {"*": "ok"})["model_used"] == PRIMARY
+    assert admitted == []  # query_registry's reading, fractions of a ms old, stood in for it
+
+    # a failure on record: admit is asked (it answers "closed"), and the success resets it
+    services.store.with_circuits(lambda c: c.record_failure(PRIMARY, CircuitBreakerPolicy()))
+    assert run(selection, {"*": "ok"})["model_used"] == PRIMARY
+    assert admitted == [PRIMARY]
+    assert services.store.circuits.snapshot([PRIMARY])[PRIMARY].failures == 0
+
+
+def test_a_stale_reading_or_a_retry_asks_redis():
+    from nodes.call_model import FRESH_S, known_clean
+
+    state = {"tries": 0, "checked_at": 100.0, "marked": ["b"]}
+    assert known_clean(state, "a", 100.0 + FRESH_S / 2)
+    assert not known_clean(state, "b", 100.0)  # something on record for b
+    assert not known_clean(state, "a", 100.0 + 2 * FRESH_S)  # e.g. after a provider call
+    assert not known_clean({**state, "tries": 1}, "a", 100.0)  # a retry: failures may be new
+    assert not known_clean({"tries": 0}, "a", 100.0)  # no reading (a state from before)

@@ -93,3 +93,62 @@ def test_the_graph_runs_without_redis(tmp_path):
                                          context=RunSettings(mock_responses={"*": "ok"}))
     assert out["success"] and out["model_used"] == "llama-3.3-70b-versatile"
     assert services.store.usage("llama-3.3-70b-versatile")[0]["success"] is True
+
+
+def _count_round_trips(monkeypatch) -> list[str]:
+    """Every command sent alone and every pipeline sent, by name."""
+    import redis
+
+    sent: list[str] = []
+    execute, command = redis.client.Pipeline.execute, redis.Redis.execute_command
+
+    def pipeline_execute(self, *args, **kwargs):
+        sent.append("pipeline:" + ",".join(str(c[0][0]) for c in self.command_stack))
+        return execute(self, *args, **kwargs)
+
+    def execute_command(self, *args, **kwargs):
+        sent.append(str(args[0]))
+        return command(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.client.Pipeline, "execute", pipeline_execute)
+    monkeypatch.setattr(redis.Redis, "execute_command", execute_command)
+    return sent
+
+
+def test_live_reads_health_and_circuits_in_one_round_trip(redis_client, prefix, monkeypatch):
+    from graph.registry import CircuitBreakerPolicy
+
+    store = Store(redis_client, prefix=prefix)
+    store.update_health("m", "degraded")
+    store.with_circuits(lambda c: c.record_failure("n", CircuitBreakerPolicy(failure_threshold=1)))
+    store.live({"m": "alive", "n": "alive", "o": "alive"})  # caches o's default (SET NX)
+    sent = _count_round_trips(monkeypatch)
+    live = store.live({"m": "alive", "n": "alive", "o": "alive"})
+    assert sent == ["pipeline:MGET,EVALSHA"]
+    assert live.health == store.statuses({"m": "alive", "n": "alive", "o": "alive"})
+    assert live.health == {"m": "degraded", "n": "alive", "o": "alive"}
+    assert live.availability == store.circuits.snapshot(["m", "n", "o"])
+    assert live.availability["n"].state == "open" and live.availability["m"].state == "closed"
+
+
+def test_live_survives_a_redis_that_forgot_its_scripts(redis_client, prefix):
+    from graph.registry import CircuitBreakerPolicy
+
+    store = Store(redis_client, prefix=prefix)
+    store.with_circuits(lambda c: c.record_failure("n", CircuitBreakerPolicy(failure_threshold=1)))
+    store.live({"n": "alive"})
+    redis_client.script_flush()  # what a restarted Redis looks like to a running router
+    live = store.live({"n": "alive"})
+    assert live.availability["n"].state == "open"
+    assert store.online  # answered from Redis, not from the in-process stand-in
+
+
+def test_live_without_redis_reads_the_in_process_state():
+    from graph.registry import CircuitBreakerPolicy
+
+    store = Store.in_memory()
+    store.update_health("m", "dead")
+    store.with_circuits(lambda c: c.record_failure("n", CircuitBreakerPolicy(failure_threshold=1)))
+    live = store.live({"m": "alive", "n": "alive"})
+    assert live.health == {"m": "dead", "n": "alive"}
+    assert live.availability["n"].state == "open"

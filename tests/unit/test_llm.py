@@ -1,0 +1,74 @@
+"""The model call layer: LiteLLM learns the registry's prices; one attempt, no tenacity."""
+
+from __future__ import annotations
+
+import litellm
+import pytest
+
+from graph.registry import ModelEntry
+from nodes import llm
+
+
+def entry(model: str, **extra) -> ModelEntry:
+    return ModelEntry.model_validate({
+        "id": model.replace("/", "-"), "provider": "acme", "model": model, "group": "optimize",
+        "capabilities": ["x"], "domains": ["optimize"], "avg_latency_ms": 100,
+        "context_window": 32_000, "input_cost_per_1m": 0.4, "output_cost_per_1m": 1.6, **extra,
+    })
+
+
+def test_models_outside_litellms_map_get_the_registry_prices():
+    unknown = entry("hosted_vllm/acme/unpriced-coder-7b")
+    known = entry("openai/gpt-4o-mini", input_cost_per_1m=99.0)
+    replayed = entry("hosted_vllm/acme/replayed-7b", cost_source="provider")
+    assert llm.register_prices([unknown, known, replayed]) == 1
+    assert llm.register_prices([unknown]) == 0  # already there: nothing to do
+
+    reply = litellm.completion(model=unknown.model, mock_response="ok",
+                               messages=[{"role": "user", "content": "hi"}])
+    usage = reply.usage
+    assert reply._hidden_params["response_cost"] == pytest.approx(
+        unknown.cost_usd(usage.prompt_tokens, usage.completion_tokens))
+    assert litellm.get_model_info(unknown.model)["max_input_tokens"] == 32_000
+    assert litellm.model_cost["gpt-4o-mini"]["input_cost_per_token"] != 99.0 / 1e6  # untouched
+    assert replayed.model not in litellm.model_cost
+
+
+def test_changed_prices_are_registered_again():
+    first = entry("hosted_vllm/acme/repriced-7b")
+    assert llm.register_prices([first]) == 1
+    assert llm.register_prices([entry("hosted_vllm/acme/repriced-7b", output_cost_per_1m=3.2)]) == 1
+    assert litellm.model_cost[first.model]["output_cost_per_token"] == pytest.approx(3.2e-6)
+
+
+def test_the_chat_model_makes_one_attempt_without_langchains_retry(monkeypatch):
+    import langchain_litellm.chat_models.litellm as lc
+
+    def no_tenacity(*args, **kwargs):
+        raise AssertionError("LangChain's retry decorator was built")
+
+    monkeypatch.setattr(lc, "_create_retry_decorator", no_tenacity)
+    model = entry("openai/gpt-4o-mini")
+    reply = llm.call(model, [{"role": "user", "content": "hi"}], max_tokens=10,
+                     temperature=0.0, timeout_s=5, mock_response="ok")
+    assert reply.text == "ok" and reply.output_tokens > 0
+    assert isinstance(llm.chat_model(model.model, None), lc.ChatLiteLLM)
+
+    calls = []
+    monkeypatch.setattr(litellm, "completion",
+                        lambda **kw: calls.append(kw) or (_ for _ in ()).throw(
+                            litellm.Timeout("slow", model="m", llm_provider="openai")))
+    with pytest.raises(litellm.Timeout):
+        llm.call(model, [{"role": "user", "content": "hi"}], max_tokens=10,
+                 temperature=0.0, timeout_s=5)
+    assert len(calls) == 1  # the graph decides about retries, not LangChain
+
+
+async def test_the_async_call_makes_one_attempt_too(monkeypatch):
+    import langchain_litellm.chat_models.litellm as lc
+
+    monkeypatch.setattr(lc, "_create_retry_decorator",
+                        lambda *a, **k: (_ for _ in ()).throw(AssertionError("tenacity")))
+    reply = await llm.acall(entry("openai/gpt-4o-mini"), [{"role": "user", "content": "hi"}],
+                            max_tokens=10, temperature=0.0, timeout_s=5, mock_response="ok")
+    assert reply.text == "ok"
