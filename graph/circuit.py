@@ -54,6 +54,8 @@ Clock = Callable[[], float]
 
 KEY_GRACE_SECONDS = 3600
 PROBE_LEASE_SECONDS = 30.0
+READING_FRESH_S = 0.1
+"""How long a snapshot with no record of a model stands in for `admit` (`known_clean`)."""
 _GRACE_MS = KEY_GRACE_SECONDS * 1000
 _CIRCUIT, _COOLDOWN, _UNUSABLE = 1, 2, 3
 """Positions of a model's keys in the scripts' KEYS."""
@@ -175,11 +177,15 @@ class RedisCircuits:
         self._snapshot = client.register_script(circuit_lua.SNAPSHOT)
         self._rows: dict[str, tuple[str, ModelAvailability]] = {}
         """The last snapshot's rows, parsed: most rows do not change between requests."""
+        self._reading: tuple[float, frozenset[str]] | None = None
+        """When the last snapshot was taken and which models it held any record of; cleared
+        by every write from this process."""
 
     def _key(self, kind: str, model_id: str) -> str:
         return f"{self._prefix}model:{kind}:{model_id}"
 
     def _run(self, script: Script, model_id: str, *args: int | str) -> Any:
+        self._reading = None  # this process changes (or, admitting, may change) a record
         keys = [self._key(kind, model_id) for kind in ("circuit", "cooldown", "unusable")]
         return script(keys=keys + self._shared, args=[_ms(self._clock()), model_id, *args])
 
@@ -253,7 +259,22 @@ class RedisCircuits:
             model_id, availability = rows[line] = known.get(line) or _parse(line)
             found[model_id] = _as_of(availability, now)
         self._rows = rows
+        self._reading = (now, frozenset(found))
         return {model_id: found.get(model_id, AVAILABLE) for model_id in model_ids}
+
+    def known_clean(self, model_id: str, now: float) -> bool:
+        """Whether `admit` could only answer "clean": the last snapshot, taken by any request
+        of this process under READING_FRESH_S ago and with no write from it since, held no
+        record of the model (no failures, circuit, cooldown or mark).
+
+        The snapshot covers every model with a record, whichever models its request asked
+        about. Under load it is a few milliseconds old; idle, it is the request's own, a
+        fraction of a millisecond before its first call. A circuit another process opens in
+        that window is missed, as one opening just after `admit` would be.
+        """
+        reading = self._reading
+        return (reading is not None and 0 <= now - reading[0] < READING_FRESH_S
+                and model_id not in reading[1])
 
 
 def _parse(line: str) -> tuple[str, ModelAvailability]:

@@ -85,10 +85,6 @@ class SelectionState(SelectionOutput, total=False):
     """query_registry: hard-eligible models out of domain or capability (policy may use them)."""
     health: dict[str, str]
     """query_registry: live health of the models that may still be chained."""
-    checked_at: float
-    """query_registry: when circuits, cooldowns and unusable marks were read."""
-    marked: list[str]
-    """query_registry: chainable models with any of those on record then (usually none)."""
     position: int
     """call_model: index in `chain` of the model being tried."""
     tries: int

@@ -109,6 +109,12 @@ class Store:
         """Redis circuits while Redis answers, in-process ones while it does not."""
         return self._remote if self.online and self._remote else self._local
 
+    def known_clean(self, model_id: str) -> bool:
+        """See `RedisCircuits.known_clean`; False without Redis (the local `admit` costs no
+        round trip)."""
+        remote = self._remote
+        return self.online and remote is not None and remote.known_clean(model_id, self.clock())
+
     def with_circuits(self, action: Callable[[Circuits], T]) -> T:
         """Run a circuit operation on Redis, or in-process if Redis fails meanwhile."""
         return self._run(lambda: action(self._remote), lambda: action(self._local))  # type: ignore[arg-type]

@@ -97,21 +97,6 @@ def _failed(state: SelectionState, model_id: str, exc: BaseException, failure: F
 
 CIRCUIT_OPEN = "circuit opened (or another process holds its probe)"
 Prepared = tuple[ModelEntry, dict[str, Any], str]
-FRESH_S = 0.1
-"""How long query_registry's reading of the circuits stands in for `admit` (see below)."""
-
-
-def known_clean(state: SelectionState, model_id: str, now: float) -> bool:
-    """Whether `admit` would answer "clean" as far as this request knows, so its round trip
-    can be skipped: a first try, with the model free of any circuit, cooldown or unusable
-    record when query_registry read them less than FRESH_S ago (for the primary, a fraction
-    of a millisecond before). A circuit another process opens in that window is missed, as
-    it would be if it opened just after `admit`; anything on record, a retry, or a fallback
-    reached after a provider call asks Redis.
-    """
-    checked = state.get("checked_at")
-    return (state["tries"] == 0 and checked is not None and 0 <= now - checked < FRESH_S
-            and model_id not in state.get("marked", ()))
 
 
 def _prepare(state: SelectionState, settings: RunSettings,
@@ -123,7 +108,7 @@ def _prepare(state: SelectionState, settings: RunSettings,
     skipped = preflight(state, model, now)
     if skipped:
         return {"attempts": [skipped]}
-    if known_clean(state, model.id, services.store.clock()):
+    if services.store.known_clean(model.id):  # admit could only say "clean": no round trip
         admission = "clean"
     else:
         admission = services.store.with_circuits(lambda c: c.admit(model.id))

@@ -6,7 +6,6 @@ from typing import Any
 
 from langgraph.runtime import Runtime
 
-from graph.circuit import AVAILABLE
 from graph.context import TaskContext
 from graph.services import Services
 from graph.state import RunSettings, SelectionState
@@ -42,6 +41,4 @@ def query_registry(
         "soft_excluded": filtered.soft_excluded,
         "excluded": filtered.excluded,
         "health": {m: statuses[m] for m in usable},
-        "checked_at": live.at,
-        "marked": [m for m in usable if live.availability[m] is not AVAILABLE],
     }

@@ -393,6 +393,21 @@ def provider_delay(registry: Any, seconds: float) -> Iterator[None]:
             chat.model_kwargs.pop("mock_delay", None)
 
 
+def event_loop() -> str:
+    """The event loop uvicorn runs the service on: uvloop when installed, else asyncio's."""
+    return "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+
+
+def run_async(main: Awaitable[Any]) -> Any:
+    """`asyncio.run` on `event_loop()`, so the graph and the baseline share the service's loop."""
+    if event_loop() == "uvloop":
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(main)
+    return asyncio.run(main)  # type: ignore[arg-type]
+
+
 async def _drive(call: Callable[[], Awaitable[Any]], requests: int,
                  concurrency: int) -> dict[str, Any]:
     await asyncio.gather(*(call() for _ in range(min(concurrency, requests))))  # warm-up
@@ -447,9 +462,9 @@ def _process_worker(args: tuple[str, str, str, int, int, float]) -> dict[str, An
         return await graph.ainvoke(common.graph_input(), context=common.SETTINGS)
 
     with provider_delay(services.registry, delay_s):
-        asyncio.run(_drive(routed, min(requests, 200), concurrency))  # warm-up
+        run_async(_drive(routed, min(requests, 200), concurrency))  # warm-up
         started = time.time()
-        out = asyncio.run(_drive(routed, requests, concurrency))
+        out = run_async(_drive(routed, requests, concurrency))
     return {**out, "started": started, "ended": time.time()}
 
 
@@ -496,10 +511,10 @@ def section_throughput(env: Env, plan: Plan) -> dict[str, Any]:
         for concurrency, requests in plan.throughput:
             env.log(f"throughput: c={concurrency}, {requests} requests")
             row: dict[str, Any] = {"concurrency": concurrency, "requests": requests}
-            row["bare_acompletion"] = asyncio.run(_drive(bare, requests, concurrency))
+            row["bare_acompletion"] = run_async(_drive(bare, requests, concurrency))
             if mode == "ainvoke":
                 try:
-                    row["graph"] = asyncio.run(_drive(routed, requests, concurrency))
+                    row["graph"] = run_async(_drive(routed, requests, concurrency))
                 except Exception as exc:  # noqa: BLE001 - reported, then threads are used
                     mode, error = "threads+invoke", f"{type(exc).__name__}: {exc}"
             if mode != "ainvoke":
@@ -512,7 +527,7 @@ def section_throughput(env: Env, plan: Plan) -> dict[str, Any]:
             rows.append(row)
             gc.collect()
     return {"delay_ms": plan.delay_s * 1000, "mode": mode, "ainvoke_error": error,
-            "rows": rows}
+            "loop": event_loop(), "rows": rows}
 
 
 # --------------------------------------------------------------------------- 5 cold start
@@ -736,7 +751,8 @@ def render(result: dict[str, Any]) -> str:
                 rows.append([f"c={r['concurrency']} graph, {g['processes']} processes*",
                              g["requests"], g["rps"], g["latency_p50_ms"], g["latency_p99_ms"],
                              round(g["rps"] / r["bare_acompletion"]["rps"], 3)])
-        parts += [f"4. Throughput, {tp['delay_ms']:.0f} ms simulated provider latency",
+        parts += [(f"4. Throughput, {tp['delay_ms']:.0f} ms simulated provider latency "
+                   f"(event loop: {tp.get('loop', 'asyncio')}, as uvicorn would pick)"),
                   _table(["case", "requests", "req/s", "lat p50 ms", "lat p99 ms", "x bare"], rows),
                   ("   * one worker process per core sharing the load and one Redis, as a "
                    "service runs (uvicorn --workers N); the target row is the single process")]

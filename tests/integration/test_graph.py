@@ -207,12 +207,21 @@ def test_a_clean_primary_is_called_without_an_admit_round_trip(selection, servic
     assert services.store.circuits.snapshot([PRIMARY])[PRIMARY].failures == 0
 
 
-def test_a_stale_reading_or_a_retry_asks_redis():
-    from nodes.call_model import FRESH_S, known_clean
+def test_only_a_fresh_reading_with_no_record_and_no_write_since_stands_in_for_admit(
+        redis_client, prefix):
+    from graph.circuit import READING_FRESH_S, RedisCircuits
+    from graph.registry import CircuitBreakerPolicy
+    from tests.conftest import Clock
 
-    state = {"tries": 0, "checked_at": 100.0, "marked": ["b"]}
-    assert known_clean(state, "a", 100.0 + FRESH_S / 2)
-    assert not known_clean(state, "b", 100.0)  # something on record for b
-    assert not known_clean(state, "a", 100.0 + 2 * FRESH_S)  # e.g. after a provider call
-    assert not known_clean({**state, "tries": 1}, "a", 100.0)  # a retry: failures may be new
-    assert not known_clean({"tries": 0}, "a", 100.0)  # no reading (a state from before)
+    clock = Clock()
+    circuits = RedisCircuits(redis_client, prefix=prefix, clock=clock)
+    assert not circuits.known_clean("a", clock())  # nothing read yet
+    circuits.record_failure("b", CircuitBreakerPolicy())
+    circuits.snapshot(["a"])  # asked about a only: the reading still covers b
+    assert circuits.known_clean("a", clock())
+    assert not circuits.known_clean("b", clock())  # a failure on record: admit must answer
+    clock.now += 2 * READING_FRESH_S
+    assert not circuits.known_clean("a", clock())  # stale
+    circuits.snapshot(["a"])
+    circuits.cool_down("c", 5)  # any write from this process voids the reading
+    assert not circuits.known_clean("a", clock())
