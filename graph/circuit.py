@@ -55,7 +55,7 @@ Clock = Callable[[], float]
 KEY_GRACE_SECONDS = 3600
 PROBE_LEASE_SECONDS = 30.0
 READING_FRESH_S = 0.1
-"""How long a snapshot with no record of a model stands in for `admit` (`known_clean`)."""
+"""How long a snapshot with no record of a model answers `admit` (`_known_clean`)."""
 _GRACE_MS = KEY_GRACE_SECONDS * 1000
 _CIRCUIT, _COOLDOWN, _UNUSABLE = 1, 2, 3
 """Positions of a model's keys in the scripts' KEYS."""
@@ -190,7 +190,9 @@ class RedisCircuits:
         return script(keys=keys + self._shared, args=[_ms(self._clock()), model_id, *args])
 
     def admit(self, model_id: str) -> Admission:
-        """See `Circuits.admit`."""
+        """See `Circuits.admit`; answered without a round trip when `_known_clean`."""
+        if self._known_clean(model_id, self._clock()):
+            return "clean"
         answer = self._run(self._admit, model_id, self._lease_ms, _GRACE_MS)
         return cast(Admission, _text(answer))
 
@@ -262,7 +264,7 @@ class RedisCircuits:
         self._reading = (now, frozenset(found))
         return {model_id: found.get(model_id, AVAILABLE) for model_id in model_ids}
 
-    def known_clean(self, model_id: str, now: float) -> bool:
+    def _known_clean(self, model_id: str, now: float) -> bool:
         """Whether `admit` could only answer "clean": the last snapshot, taken by any request
         of this process under READING_FRESH_S ago and with no write from it since, held no
         record of the model (no failures, circuit, cooldown or mark).

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar, cast
 
 import redis
 
@@ -109,12 +109,6 @@ class Store:
         """Redis circuits while Redis answers, in-process ones while it does not."""
         return self._remote if self.online and self._remote else self._local
 
-    def known_clean(self, model_id: str) -> bool:
-        """See `RedisCircuits.known_clean`; False without Redis (the local `admit` costs no
-        round trip)."""
-        remote = self._remote
-        return self.online and remote is not None and remote.known_clean(model_id, self.clock())
-
     def with_circuits(self, action: Callable[[Circuits], T]) -> T:
         """Run a circuit operation on Redis, or in-process if Redis fails meanwhile."""
         return self._run(lambda: action(self._remote), lambda: action(self._local))  # type: ignore[arg-type]
@@ -137,10 +131,10 @@ class Store:
         instead of two.
         """
         ids = list(defaults)
+        circuits = cast(RedisCircuits, self._remote)  # None only without a client: then
+        # only local() runs
 
         def read() -> Live:
-            circuits = self._remote
-            assert circuits is not None  # noqa: S101 - remote reads run only with a client
             pipe = self.client.pipeline(transaction=False)
             if ids:
                 pipe.mget(self._health_keys(ids))
@@ -153,7 +147,7 @@ class Store:
             try:
                 return read()
             except redis.exceptions.NoScriptError:  # a restarted Redis forgot the script
-                self._remote.load_snapshot_script()  # type: ignore[union-attr]
+                circuits.load_snapshot_script()
                 return read()
 
         def local() -> Live:

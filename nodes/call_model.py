@@ -108,10 +108,7 @@ def _prepare(state: SelectionState, settings: RunSettings,
     skipped = preflight(state, model, now)
     if skipped:
         return {"attempts": [skipped]}
-    if services.store.known_clean(model.id):  # admit could only say "clean": no round trip
-        admission = "clean"
-    else:
-        admission = services.store.with_circuits(lambda c: c.admit(model.id))
+    admission = services.store.with_circuits(lambda c: c.admit(model.id))
     if admission == "open":
         return {"attempts": [attempt(model.id, 0, error_class="circuit_open", action="next",
                                      error=CIRCUIT_OPEN)]}

@@ -450,8 +450,8 @@ def _threads_invoke(graph: Any, requests: int, concurrency: int) -> dict[str, An
             "latency_p50_ms": lat["p50_ms"], "latency_p99_ms": lat["p99_ms"]}
 
 
-def _process_worker(args: tuple[str, str, str, int, int, float]) -> dict[str, Any]:
-    url, prefix, feedback, requests, concurrency, delay_s = args
+def _serving_graph(url: str, prefix: str, feedback: str) -> tuple[Any, Any, Callable[[], Awaitable[Any]]]:
+    """In a fresh process: services on the run's Redis, the graph, and one request."""
     from graph.builder import compile_graph
     from graph.registry import load_registry
 
@@ -459,8 +459,17 @@ def _process_worker(args: tuple[str, str, str, int, int, float]) -> dict[str, An
     graph = compile_graph(services, checkpointer=None)
 
     async def routed() -> Any:
-        return await graph.ainvoke(common.graph_input(), context=common.SETTINGS)
+        out = await graph.ainvoke(common.graph_input(), context=common.SETTINGS)
+        if not out.get("success"):
+            raise RuntimeError(f"graph run not served: {out.get('error')}")
+        return out
 
+    return services, graph, routed
+
+
+def _process_worker(args: tuple[str, str, str, int, int, float]) -> dict[str, Any]:
+    url, prefix, feedback, requests, concurrency, delay_s = args
+    services, _, routed = _serving_graph(url, prefix, feedback)
     with provider_delay(services.registry, delay_s):
         run_async(_drive(routed, min(requests, 200), concurrency))  # warm-up
         started = time.time()
@@ -490,24 +499,14 @@ def _throughput_rows(url: str, prefix: str, feedback: str, primary_id: str,
     """The bare and graph rows at each concurrency, in a fresh process (see below)."""
     import litellm
 
-    from graph.builder import compile_graph
-    from graph.registry import load_registry
-
-    registry = load_registry()
-    services = common.make_services(registry, url, prefix, Path(feedback))
-    graph = compile_graph(services, checkpointer=None)
+    services, graph, routed = _serving_graph(url, prefix, feedback)
+    registry = services.registry
     primary = _litellm_kwargs(registry.models[primary_id])
     msgs, params = common.messages(), _call_params()
 
     async def bare() -> Any:
         return await litellm.acompletion(messages=msgs, mock_response=common.MOCK_TEXT,
                                          mock_delay=plan.delay_s, **primary, **params)
-
-    async def routed() -> Any:
-        out = await graph.ainvoke(common.graph_input(), context=common.SETTINGS)
-        if not out.get("success"):
-            raise RuntimeError(f"graph run not served: {out.get('error')}")
-        return out
 
     rows: list[dict[str, Any]] = []
     mode, error = "ainvoke", None

@@ -391,9 +391,9 @@ def test_snapshot_is_one_round_trip(
 
 def test_every_operation_is_one_round_trip(make_redis: Callable[[], RedisCircuits]) -> None:
     circuits = make_redis()
-    operations: list[Callable[[], object]] = [
-        lambda: circuits.admit("m"),
+    operations: list[Callable[[], object]] = [  # admit after a write: Redis must answer
         lambda: circuits.record_failure("m", POLICY),
+        lambda: circuits.admit("m"),
         lambda: circuits.record_success("m"),
         lambda: circuits.cool_down("m", 5),
         lambda: circuits.cooling_until("m"),
@@ -471,3 +471,30 @@ def test_redis_errors_propagate_unchanged() -> None:
 )
 def test_exclusion_reason(availability: ModelAvailability, reason: str | None) -> None:
     assert exclusion_reason(availability, "fp", T0) == reason
+
+
+def test_admit_answers_from_a_fresh_clean_reading_without_a_round_trip(
+        make_redis: Callable[[], RedisCircuits], clock: FakeClock) -> None:
+    from graph.circuit import READING_FRESH_S
+
+    warm = make_redis()  # loads the scripts and opens the connection
+    warm.admit("a")
+    warm.snapshot(["a"])
+    circuits = make_redis()
+
+    def round_trips(operation: Callable[[], object], answer: str) -> int:
+        before = CountingConnection.sent
+        assert operation() == answer
+        return CountingConnection.sent - before
+
+    assert round_trips(lambda: circuits.admit("a"), "clean") == 1  # nothing read yet
+    circuits.record_failure("b", POLICY)
+    circuits.snapshot(["a"])  # asked about a only: the reading still covers b
+    assert round_trips(lambda: circuits.admit("a"), "clean") == 0
+    assert round_trips(lambda: circuits.admit("b"), "closed") == 1  # a failure on record
+    circuits.snapshot(["a"])
+    clock.advance(2 * READING_FRESH_S)
+    assert round_trips(lambda: circuits.admit("a"), "clean") == 1  # stale
+    circuits.snapshot(["a"])
+    circuits.cool_down("c", 5)  # any write from this process voids the reading
+    assert round_trips(lambda: circuits.admit("a"), "clean") == 1

@@ -193,35 +193,15 @@ def test_a_clean_primary_is_called_without_an_admit_round_trip(selection, servic
     from graph.circuit import RedisCircuits
     from graph.registry import CircuitBreakerPolicy
 
-    admitted: list[str] = []
-    real_admit = RedisCircuits.admit
-    monkeypatch.setattr(RedisCircuits, "admit",
-                        lambda self, m: admitted.append(m) or real_admit(self, m))
+    sent: list[str] = []  # models whose admit script went to Redis
+    real_run = RedisCircuits._run
+    monkeypatch.setattr(RedisCircuits, "_run", lambda self, script, m, *a: (
+        sent.append(m) if script is self._admit else None) or real_run(self, script, m, *a))
     assert run(selection, {"*": "ok"})["model_used"] == PRIMARY
-    assert admitted == []  # query_registry's reading, fractions of a ms old, stood in for it
+    assert sent == []  # query_registry's reading, fractions of a ms old, answered it
 
-    # a failure on record: admit is asked (it answers "closed"), and the success resets it
+    # a failure on record: Redis is asked (it answers "closed"), and the success resets it
     services.store.with_circuits(lambda c: c.record_failure(PRIMARY, CircuitBreakerPolicy()))
     assert run(selection, {"*": "ok"})["model_used"] == PRIMARY
-    assert admitted == [PRIMARY]
+    assert sent == [PRIMARY]
     assert services.store.circuits.snapshot([PRIMARY])[PRIMARY].failures == 0
-
-
-def test_only_a_fresh_reading_with_no_record_and_no_write_since_stands_in_for_admit(
-        redis_client, prefix):
-    from graph.circuit import READING_FRESH_S, RedisCircuits
-    from graph.registry import CircuitBreakerPolicy
-    from tests.conftest import Clock
-
-    clock = Clock()
-    circuits = RedisCircuits(redis_client, prefix=prefix, clock=clock)
-    assert not circuits.known_clean("a", clock())  # nothing read yet
-    circuits.record_failure("b", CircuitBreakerPolicy())
-    circuits.snapshot(["a"])  # asked about a only: the reading still covers b
-    assert circuits.known_clean("a", clock())
-    assert not circuits.known_clean("b", clock())  # a failure on record: admit must answer
-    clock.now += 2 * READING_FRESH_S
-    assert not circuits.known_clean("a", clock())  # stale
-    circuits.snapshot(["a"])
-    circuits.cool_down("c", 5)  # any write from this process voids the reading
-    assert not circuits.known_clean("a", clock())
