@@ -15,6 +15,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 
+from graph.checkpoint import NEW_THREAD
 from graph.services import Services
 from graph.state import RunSettings, SelectionInput, SelectionOutput, SelectionState
 from nodes import llm
@@ -80,7 +81,9 @@ def _node(func: Any, services: Services, afunc: Any = None) -> RunnableCallable:
 def _with_thread(config: RunnableConfig | None) -> RunnableConfig:
     config = dict(config or {})
     configurable = dict(config.get("configurable") or {})
-    configurable.setdefault("thread_id", str(uuid.uuid4()))
+    if "thread_id" not in configurable:
+        configurable["thread_id"] = str(uuid.uuid4())
+        configurable[NEW_THREAD] = True  # nothing to read back: the checkpointer skips it
     config["configurable"] = configurable
     return config  # type: ignore[return-value]
 

@@ -6,10 +6,16 @@ covered by our own conformance test) does the storage. This wrapper adds two thi
 one object for `invoke` and `ainvoke` (the package has a sync and an async class), and
 outage tolerance: when Redis stops answering, checkpoints are skipped with a warning
 instead of failing the request, because serving the agent matters more than its history.
+
+Two round trips are saved on every checkpointed request, with the package's key layout
+unchanged (its reads, `list` and `delete_thread` are used as they are):
+- `put` is one Lua script instead of an INCR and then a MULTI of two commands per channel;
+- a thread id that `SelectionGraph` has just minted has no checkpoint to read.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
@@ -30,6 +36,41 @@ from graph.outage import OUTAGE_ERRORS, Outage
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 PREFIX = "model-selector:lg"
+NEW_THREAD = "__model_selector_new_thread__"
+"""Configurable flag set by `SelectionGraph` on a thread id it minted. LangGraph keeps
+"__" keys out of checkpoint metadata and LangChain out of run metadata."""
+
+# The package's `put` as one atomic script: the same keys and values, and SET ... EX in
+# place of SET then EXPIRE. KEYS: seq, checkpoint, index, threads registry, prune cursor,
+# then one blob key per channel. ARGV: checkpoint id, TTL in seconds (0: none), checkpoint
+# payload, registry entry, then the blob payloads in the order of their keys.
+#
+# With a TTL it also prunes the registry, which the package never does: a thread's entry
+# outlives its expired checkpoints, so with one thread per request the hash grew by one
+# entry per request for ever. Each put checks the next few entries (HSCAN from a stored
+# cursor) and drops those whose index key is gone, more than the one it adds. The index
+# keys it checks are not in KEYS: fine on one Redis server, which is what this package
+# supports (it is not cluster-aware either).
+PUT_LUA = """
+local seq = redis.call('INCR', KEYS[1])
+local ttl = tonumber(ARGV[2])
+local function put(key, value)
+  if ttl > 0 then redis.call('SET', key, value, 'EX', ttl) else redis.call('SET', key, value) end
+end
+put(KEYS[2], ARGV[3])
+for i = 6, #KEYS do put(KEYS[i], ARGV[i - 1]) end
+redis.call('ZADD', KEYS[3], seq, ARGV[1])
+redis.call('HSET', KEYS[4], KEYS[3], ARGV[4])
+if ttl > 0 then
+  redis.call('EXPIRE', KEYS[3], ttl)
+  local page = redis.call('HSCAN', KEYS[4], redis.call('GET', KEYS[5]) or '0', 'COUNT', 16)
+  redis.call('SET', KEYS[5], page[1])
+  for i = 1, #page[2], 2 do
+    if redis.call('EXISTS', page[2][i]) == 0 then redis.call('HDEL', KEYS[4], page[2][i]) end
+  end
+end
+return seq
+"""
 
 
 def _written(config: RunnableConfig, checkpoint: Checkpoint) -> RunnableConfig:
@@ -37,6 +78,64 @@ def _written(config: RunnableConfig, checkpoint: Checkpoint) -> RunnableConfig:
     return {"configurable": {"thread_id": conf["thread_id"],
                              "checkpoint_ns": conf.get("checkpoint_ns", ""),
                              "checkpoint_id": checkpoint["id"]}}
+
+
+def _put_script_call(saver: RedisSaver | AsyncRedisSaver, config: RunnableConfig,
+                     checkpoint: Checkpoint, metadata: CheckpointMetadata,
+                     new_versions: ChannelVersions) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of `PUT_LUA`, built with the package's own key and payload helpers."""
+    conf = config["configurable"]
+    thread_id, ns, cid = conf["thread_id"], conf.get("checkpoint_ns", ""), checkpoint["id"]
+    idx_key = saver._key_index(thread_id, ns)  # noqa: SLF001 - the package's layout, pinned
+    blobs = saver._plan_blobs(thread_id, ns, checkpoint.get("channel_values") or {},  # noqa: SLF001
+                              new_versions)
+    keys = [saver._key_seq(), saver._key_checkpoint(thread_id, ns, cid), idx_key,  # noqa: SLF001
+            saver._key_threads(), saver._key_threads() + ":prune",  # noqa: SLF001
+            *(key for key, _ in blobs)]
+    entry = json.dumps({"thread": thread_id, "ns": ns}, ensure_ascii=False)
+    args = [cid, saver.ttl or 0, saver._payload_for_checkpoint(config, checkpoint, metadata),  # noqa: SLF001
+            entry, *(value for _, value in blobs)]
+    return keys, args
+
+
+class OneTripRedisSaver(RedisSaver):
+    """The package's sync saver with `put` in one round trip (see the module doc)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._put = self.client.register_script(PUT_LUA)
+
+    def put(self, config: RunnableConfig, checkpoint: Checkpoint,  # noqa: D102
+            metadata: CheckpointMetadata, new_versions: ChannelVersions) -> RunnableConfig:
+        keys, args = _put_script_call(self, config, checkpoint, metadata, new_versions)
+        self._put(keys=keys, args=args)
+        return _written(config, checkpoint)
+
+    def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:  # noqa: D102
+        return None if _is_new_thread(config) else super().get_tuple(config)
+
+
+class OneTripAsyncRedisSaver(AsyncRedisSaver):
+    """The package's async saver with `aput` in one round trip (see the module doc)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._put = self.client.register_script(PUT_LUA)
+
+    async def aput(self, config: RunnableConfig, checkpoint: Checkpoint,  # noqa: D102
+                   metadata: CheckpointMetadata, new_versions: ChannelVersions) -> RunnableConfig:
+        keys, args = _put_script_call(self, config, checkpoint, metadata, new_versions)
+        await self._put(keys=keys, args=args)
+        return _written(config, checkpoint)
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:  # noqa: D102
+        return None if _is_new_thread(config) else await super().aget_tuple(config)
+
+
+def _is_new_thread(config: RunnableConfig) -> bool:
+    """A minted thread's latest checkpoint: none can exist, so no read is needed."""
+    conf = config.get("configurable") or {}
+    return bool(conf.get(NEW_THREAD)) and not conf.get("checkpoint_id")
 
 
 class RedisCheckpointer(BaseCheckpointSaver):
@@ -58,9 +157,10 @@ class RedisCheckpointer(BaseCheckpointSaver):
     def for_target(cls, target: RedisTarget, prefix: str = PREFIX,
                    ttl_s: int | None = None) -> RedisCheckpointer:
         """Savers on the configured Redis (bytes clients, as the package expects)."""
-        return cls(RedisSaver(client=target.client(decode=False), prefix=prefix, ttl=ttl_s),
-                   AsyncRedisSaver(client=target.async_client(decode=False), prefix=prefix,
-                                   ttl=ttl_s))
+        return cls(OneTripRedisSaver(client=target.client(decode=False), prefix=prefix,
+                                     ttl=ttl_s),
+                   OneTripAsyncRedisSaver(client=target.async_client(decode=False),
+                                          prefix=prefix, ttl=ttl_s))
 
     def _aio(self) -> AsyncRedisSaver:
         if self.async_ is None:

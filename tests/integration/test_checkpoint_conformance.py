@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 import redis
 from langgraph.checkpoint.conformance import checkpointer_test, validate
 
@@ -13,7 +14,8 @@ from graph.redis_conn import RedisTarget
 from tests.conftest import REDIS_URL
 
 
-async def test_passes_langgraph_checkpoint_conformance():
+@pytest.mark.parametrize("ttl_s", [None, 3600])  # put's script has a path for each
+async def test_passes_langgraph_checkpoint_conformance(ttl_s):
     prefixes: list[str] = []
 
     @checkpointer_test(name="model-selector RedisCheckpointer")
@@ -21,7 +23,7 @@ async def test_passes_langgraph_checkpoint_conformance():
         prefix = f"conformance-{uuid.uuid4().hex[:8]}"
         prefixes.append(prefix)
         yield RedisCheckpointer.for_target(RedisTarget(url=REDIS_URL, socket_path=None),
-                                           prefix=prefix)
+                                           prefix=prefix, ttl_s=ttl_s)
 
     report = await validate(factory)
     try:

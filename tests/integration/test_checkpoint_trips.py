@@ -1,0 +1,168 @@
+"""The checkpointer's two round-trip savings, on the real server: `put` as one script that
+writes exactly what the package's own `put` writes, and no read for a minted thread."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+import redis
+from langgraph.checkpoint.base import empty_checkpoint
+from langgraph_checkpoint_plainredis import RedisSaver
+
+from graph.checkpoint import NEW_THREAD, RedisCheckpointer
+from graph.redis_conn import RedisTarget
+from graph.state import RunSettings
+from tests.conftest import PORT_HEALER, REDIS_URL
+
+
+def _checkpoint(thread: str = "t:1") -> tuple[dict, dict, dict]:
+    checkpoint = empty_checkpoint()
+    checkpoint["channel_values"] = {"prompt": "fix the port", "attempts": [{"ok": True}],
+                                    "position": 0}
+    checkpoint["channel_versions"] = {"prompt": "1.0", "attempts": "1.0", "position": "1.0",
+                                      "branch:to:score": "1.0"}
+    new_versions = dict(checkpoint["channel_versions"])  # branch:to:score has no value
+    config = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+    return config, checkpoint, new_versions
+
+
+def _stored(client: redis.Redis, prefix: str) -> dict[str, tuple[object, bool]]:
+    """Every key under `prefix` (prefix removed): its value, and whether it expires."""
+    out: dict[str, tuple[object, bool]] = {}
+    for raw in client.scan_iter(match=f"{prefix}:*", count=1000):
+        key = raw.decode()
+        kind = client.type(key).decode()
+        value: object = {
+            "string": lambda: client.get(key),
+            "zset": lambda: [m for m, _ in client.zrange(key, 0, -1, withscores=True)],
+            "hash": lambda: {f.decode().replace(prefix, "P"): v
+                             for f, v in client.hgetall(key).items()},
+        }[kind]()
+        out[key.replace(prefix, "P")] = (value, client.ttl(key) > 0)
+    return out
+
+
+def _saver(prefix: str, ttl_s: int | None = 600) -> RedisCheckpointer:
+    return RedisCheckpointer.for_target(RedisTarget(url=REDIS_URL, socket_path=None),
+                                        prefix=prefix, ttl_s=ttl_s)
+
+
+def test_put_writes_the_package_layout_with_the_same_expiry(prefix):
+    client = redis.Redis.from_url(REDIS_URL)
+    ours, theirs = f"{prefix}ours", f"{prefix}theirs"
+    for ttl in (600, None):
+        config, checkpoint, versions = _checkpoint(f"user:{ttl}")
+        _saver(ours, ttl).put(config, checkpoint, {"source": "loop", "step": 1}, versions)
+        RedisSaver(client=client, prefix=theirs, ttl=ttl).put(
+            config, checkpoint, {"source": "loop", "step": 1}, versions)
+    mine = _stored(client, ours)
+    assert mine.pop("P:threads:prune")[0] == b"0"  # our registry pruning's cursor
+    assert mine == _stored(client, theirs)
+    assert sum(1 for key in mine if ":blob:" in key) == 8  # 4 channels x 2 threads
+    expiring = {key for key, (_, expires) in mine.items() if expires}
+    assert len(expiring) == 4 + 1 + 1  # the TTL run's blobs, its checkpoint and the index
+
+
+@pytest.mark.parametrize("threads", [20, 300])  # a small hash is one listpack, a big one not
+def test_expired_threads_leave_the_registry(prefix, threads):
+    """The package's registry kept one entry per thread for ever; with a thread per request
+    it grew without bound. Live threads stay listed; expired ones go."""
+    client = redis.Redis.from_url(REDIS_URL)
+    saver = _saver(f"{prefix}lg", ttl_s=1)
+    for i in range(threads):
+        config, checkpoint, versions = _checkpoint(f"old:{i}")
+        saver.put(config, checkpoint, {"source": "loop", "step": 1}, versions)
+    assert client.hlen(f"{prefix}lg:threads") == threads
+    time.sleep(2.1)
+    live = RedisCheckpointer.for_target(RedisTarget(url=REDIS_URL, socket_path=None),
+                                        prefix=f"{prefix}lg", ttl_s=600)
+    for i in range(40):
+        config, checkpoint, versions = _checkpoint(f"new:{i}")
+        live.put(config, checkpoint, {"source": "loop", "step": 1}, versions)
+    registered = {json.loads(v)["thread"] for v in client.hvals(f"{prefix}lg:threads")}
+    assert registered == {f"new:{i}" for i in range(40)}
+    assert len(list(live.list(None))) == 40
+
+
+def test_put_is_one_round_trip_and_reads_back(prefix, monkeypatch):
+    saver = _saver(f"{prefix}lg")
+    config, checkpoint, versions = _checkpoint()
+    sent: list[str] = []
+    real = redis.Redis.execute_command
+
+    def counted(self, *args, **kwargs):
+        sent.append(str(args[0]))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.Redis, "execute_command", counted)
+    written = saver.put(config, checkpoint, {"source": "loop", "step": 1}, versions)
+    assert sent == ["EVALSHA"]
+    back = saver.get_tuple(written)
+    assert back is not None
+    assert back.checkpoint["channel_values"] == checkpoint["channel_values"]
+    assert back.metadata["step"] == 1
+    # After SCRIPT FLUSH (a restarted Redis) the script is loaded again.
+    redis.Redis.from_url(REDIS_URL).script_flush()
+    _, second, versions = _checkpoint()
+    second["channel_values"]["position"] = 1
+    second["channel_versions"]["position"] = "2.0"
+    saver.put(written, second, {"source": "loop", "step": 2}, {"position": "2.0"})
+    assert saver.get_tuple(config).checkpoint["channel_values"]["position"] == 1  # latest
+    assert [t.metadata["step"] for t in saver.list(config)] == [2, 1]
+
+
+def test_async_put_is_one_script_and_matches_sync(prefix):
+    saver = _saver(f"{prefix}lg")
+    config, checkpoint, versions = _checkpoint()
+
+    async def run():
+        written = await saver.aput(config, checkpoint, {"source": "loop", "step": 1}, versions)
+        return await saver.aget_tuple(written)
+
+    back = asyncio.run(run())
+    assert back.checkpoint["channel_values"] == checkpoint["channel_values"]
+    assert saver.get_tuple(config).checkpoint["id"] == checkpoint["id"]
+
+
+def test_a_minted_thread_is_not_read_but_a_named_checkpoint_is(prefix, monkeypatch):
+    saver = _saver(f"{prefix}lg")
+    config, checkpoint, versions = _checkpoint()
+    written = saver.put(config, checkpoint, {"source": "loop", "step": 1}, versions)
+    sent: list[str] = []
+    real = redis.Redis.execute_command
+    monkeypatch.setattr(redis.Redis, "execute_command",
+                        lambda self, *a, **k: sent.append(str(a[0])) or real(self, *a, **k))
+    minted = {"configurable": {**config["configurable"], NEW_THREAD: True}}
+    assert saver.get_tuple(minted) is None
+    assert asyncio.run(saver.aget_tuple(minted)) is None
+    assert sent == []
+    # The flag never hides a checkpoint asked for by id, nor a thread without the flag.
+    named = {"configurable": {**written["configurable"], NEW_THREAD: True}}
+    assert saver.get_tuple(named).checkpoint["id"] == checkpoint["id"]
+    assert saver.get_tuple(config).checkpoint["id"] == checkpoint["id"]
+
+
+def test_a_graph_run_without_a_thread_sends_one_checkpoint_script(selection, monkeypatch):
+    """durability="exit": the checkpointer's whole Redis traffic is the final put."""
+    sent: list[tuple[str, int]] = []
+    real_cmd = redis.Redis.execute_command
+
+    def counted(self, *args, **kwargs):
+        sent.append((str(args[0]), self.get_encoder().decode_responses))
+        return real_cmd(self, *args, **kwargs)
+
+    monkeypatch.setattr(redis.Redis, "execute_command", counted)
+    out = selection.invoke({"context": PORT_HEALER, "prompt": "free port 8080"},
+                           context=RunSettings(mock_responses={"*": "kill it"}),
+                           durability="exit")
+    assert out["success"] is True
+    checkpointer_sent = [name for name, decoded in sent if not decoded]  # bytes client
+    assert checkpointer_sent == ["EVALSHA"]
+    history = list(selection.get_state_history(
+        {"configurable": {"thread_id": out["thread_id"]}}))
+    assert len(history) == 1 and history[0].values["model_used"] == out["model_used"]
+    assert NEW_THREAD not in history[0].metadata
+
