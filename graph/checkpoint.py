@@ -7,10 +7,13 @@ one object for `invoke` and `ainvoke` (the package has a sync and an async class
 outage tolerance: when Redis stops answering, checkpoints are skipped with a warning
 instead of failing the request, because serving the agent matters more than its history.
 
-Two round trips are saved on every checkpointed request, with the package's key layout
+Round trips are saved on every checkpointed request, with the package's key layout
 unchanged (its reads, `list` and `delete_thread` are used as they are):
-- `put` is one Lua script instead of an INCR and then a MULTI of two commands per channel;
+- `put` is one Lua script instead of an INCR and then a MULTI of two commands per channel,
+  and `put_writes` one instead of EXISTS, HKEYS and a MULTI;
 - a thread id that `SelectionGraph` has just minted has no checkpoint to read.
+With a TTL, `put` also prunes expired threads from the package's thread registry, which
+otherwise grows by one entry per request for ever (see `PUT_LUA`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from typing import Any, TypeVar
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
+    WRITES_IDX_MAP,
     BaseCheckpointSaver,
     ChannelVersions,
     Checkpoint,
@@ -73,6 +77,23 @@ return seq
 """
 
 
+# The package's `put_writes` as one atomic script (it read EXISTS and HKEYS first, then
+# wrote). KEYS: the writes hash. ARGV: TTL in seconds (0: none), then (field, payload,
+# replace) triples; a task's regular writes are kept if already there (HSETNX), its
+# special ones (error, interrupt, resume, scheduled) replace (HSET), as in the package.
+PUT_WRITES_LUA = """
+for i = 2, #ARGV, 3 do
+  if ARGV[i + 2] == '1' then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  else
+    redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+local ttl = tonumber(ARGV[1])
+if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
+"""
+
+
 def _written(config: RunnableConfig, checkpoint: Checkpoint) -> RunnableConfig:
     conf = config["configurable"]
     return {"configurable": {"thread_id": conf["thread_id"],
@@ -98,18 +119,37 @@ def _put_script_call(saver: RedisSaver | AsyncRedisSaver, config: RunnableConfig
     return keys, args
 
 
+def _put_writes_call(saver: RedisSaver | AsyncRedisSaver, config: RunnableConfig,
+                     writes: Sequence[tuple[str, Any]], task_id: str) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of `PUT_WRITES_LUA`, with the package's own fields and payloads."""
+    conf = config["configurable"]
+    key = saver._key_writes(conf["thread_id"], conf.get("checkpoint_ns", ""),  # noqa: SLF001
+                            conf["checkpoint_id"])
+    planned = saver._plan_writes(writes, task_id, existing=set())  # noqa: SLF001 - all of them
+    args: list[Any] = [saver.ttl or 0]
+    for idx, ((channel, _), (field, payload)) in enumerate(zip(writes, planned, strict=True)):
+        args += [field, payload, "1" if WRITES_IDX_MAP.get(channel, idx) < 0 else "0"]
+    return [key], args
+
+
 class OneTripRedisSaver(RedisSaver):
     """The package's sync saver with `put` in one round trip (see the module doc)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._put = self.client.register_script(PUT_LUA)
+        self._put_writes = self.client.register_script(PUT_WRITES_LUA)
 
     def put(self, config: RunnableConfig, checkpoint: Checkpoint,  # noqa: D102
             metadata: CheckpointMetadata, new_versions: ChannelVersions) -> RunnableConfig:
         keys, args = _put_script_call(self, config, checkpoint, metadata, new_versions)
         self._put(keys=keys, args=args)
         return _written(config, checkpoint)
+
+    def put_writes(self, config: RunnableConfig, writes: Sequence[tuple[str, Any]],  # noqa: D102
+                   task_id: str, task_path: str = "") -> None:
+        keys, args = _put_writes_call(self, config, writes, task_id)
+        self._put_writes(keys=keys, args=args)
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:  # noqa: D102
         return None if _is_new_thread(config) else super().get_tuple(config)
@@ -121,12 +161,19 @@ class OneTripAsyncRedisSaver(AsyncRedisSaver):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._put = self.client.register_script(PUT_LUA)
+        self._put_writes = self.client.register_script(PUT_WRITES_LUA)
 
     async def aput(self, config: RunnableConfig, checkpoint: Checkpoint,  # noqa: D102
                    metadata: CheckpointMetadata, new_versions: ChannelVersions) -> RunnableConfig:
         keys, args = _put_script_call(self, config, checkpoint, metadata, new_versions)
         await self._put(keys=keys, args=args)
         return _written(config, checkpoint)
+
+    async def aput_writes(self, config: RunnableConfig,  # noqa: D102
+                          writes: Sequence[tuple[str, Any]], task_id: str,
+                          task_path: str = "") -> None:
+        keys, args = _put_writes_call(self, config, writes, task_id)
+        await self._put_writes(keys=keys, args=args)
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:  # noqa: D102
         return None if _is_new_thread(config) else await super().aget_tuple(config)

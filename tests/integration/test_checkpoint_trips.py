@@ -9,13 +9,16 @@ import time
 
 import pytest
 import redis
-from langgraph.checkpoint.base import empty_checkpoint
+from langgraph.checkpoint.base import WRITES_IDX_MAP, empty_checkpoint
 from langgraph_checkpoint_plainredis import RedisSaver
 
 from graph.checkpoint import NEW_THREAD, RedisCheckpointer
 from graph.redis_conn import RedisTarget
 from graph.state import RunSettings
 from tests.conftest import PORT_HEALER, REDIS_URL
+
+
+ERROR = next(channel for channel, idx in WRITES_IDX_MAP.items() if idx == -1)  # "__error__"
 
 
 def _checkpoint(thread: str = "t:1") -> tuple[dict, dict, dict]:
@@ -112,6 +115,40 @@ def test_put_is_one_round_trip_and_reads_back(prefix, monkeypatch):
     saver.put(written, second, {"source": "loop", "step": 2}, {"position": "2.0"})
     assert saver.get_tuple(config).checkpoint["channel_values"]["position"] == 1  # latest
     assert [t.metadata["step"] for t in saver.list(config)] == [2, 1]
+
+
+def test_put_writes_is_one_round_trip_with_the_package_semantics(prefix, monkeypatch):
+    """Same hash as the package's; a task's regular write is kept on a replay, its error
+    write replaced (LangGraph's rule); one script sent, sync and async."""
+    client = redis.Redis.from_url(REDIS_URL)
+    ours, theirs = _saver(f"{prefix}ours"), RedisSaver(client=client, prefix=f"{prefix}theirs",
+                                                      ttl=600)
+    config = {"configurable": {"thread_id": "t", "checkpoint_ns": "", "checkpoint_id": "c1"}}
+    first = [("prompt", "a"), (ERROR, ValueError("first"))]
+    again = [("prompt", "b"), (ERROR, ValueError("second"))]
+    sent: list[str] = []
+    real = redis.Redis.execute_command
+
+    def counted(self, *args, **kwargs):
+        sent.append(str(args[0]))
+        return real(self, *args, **kwargs)
+
+    for saver in (ours, theirs):
+        saver.put_writes(config, first, "task-1")
+        monkeypatch.setattr(redis.Redis, "execute_command", counted)
+        sent.clear()
+        saver.put_writes(config, again, "task-1")
+        monkeypatch.setattr(redis.Redis, "execute_command", real)
+        if saver is ours:
+            assert sent == ["EVALSHA"]
+    assert _stored(client, f"{prefix}ours") == _stored(client, f"{prefix}theirs")
+    raw = client.hgetall(f"{prefix}ours:wr:t::c1")
+    assert raw[b"task-1:0"] == ours.sync._encode_write("task-1", "prompt", "a")  # kept
+    assert raw[b"task-1:-1"] == ours.sync._encode_write("task-1", ERROR, ValueError("second"))
+    asyncio.run(ours.aput_writes(config, [("prompt", "c")], "task-2"))
+    assert sorted(client.hkeys(f"{prefix}ours:wr:t::c1")) == [b"task-1:-1", b"task-1:0",
+                                                              b"task-2:0"]
+    assert client.ttl(f"{prefix}ours:wr:t::c1") > 0
 
 
 def test_async_put_is_one_script_and_matches_sync(prefix):
