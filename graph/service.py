@@ -93,6 +93,8 @@ class Runtime:
     services: Services | None = None
     graph: Graph | None = None
     error: str | None = None
+    durability: str = "exit"
+    """`CHECKPOINT_DURABILITY`, read at startup."""
 
     def ready(self) -> tuple[Services, Graph]:
         """The built pieces, or NotReady with the startup error."""
@@ -110,6 +112,7 @@ def _build(rt: Runtime, make_services: Callable[[], Services], checkpoints: bool
     from graph.builder import compile_graph, default_checkpointer
 
     try:
+        rt.durability = settings.checkpoint_durability()
         services = make_services()
         rt.graph = compile_graph(services, default_checkpointer() if checkpoints else None)
         rt.services = services
@@ -258,13 +261,14 @@ def create_app(
 
     @app.post("/v1/run")
     async def run(body: RunRequest) -> dict[str, Any]:
-        """The full graph, through `ainvoke`.
+        """The full graph, through `ainvoke`, checkpointed at `CHECKPOINT_DURABILITY`.
 
         200 even when every model failed: `success` is false and `attempts` says what each
         model did (the request itself was valid).
         """
         _, graph = rt.ready()
-        return dict(await graph.ainvoke(body.graph_input(), context=rt.settings(body.options)))
+        return dict(await graph.ainvoke(body.graph_input(), context=rt.settings(body.options),
+                                        durability=rt.durability))
 
     return app
 

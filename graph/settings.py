@@ -27,12 +27,41 @@ def feedback_log_path() -> Path:
     return Path(os.environ.get("FEEDBACK_LOG_PATH", "logs/agents/model_feedback.jsonl"))
 
 
+DURABILITIES = ("exit", "async", "sync")
+
+
 def checkpoint_ttl_seconds() -> int | None:
     """`CHECKPOINT_TTL_SECONDS` (default 7 days; 0 keeps checkpoints forever)."""
-    ttl = int(os.environ.get("CHECKPOINT_TTL_SECONDS", str(7 * 24 * 3600)))
-    return ttl or None
+    return int(_number("CHECKPOINT_TTL_SECONDS", 7 * 24 * 3600, int)) or None
+
+
+def checkpoint_durability() -> str:
+    """`CHECKPOINT_DURABILITY`: the LangGraph durability of the service's runs.
+
+    Default `exit`: one checkpoint, of the final state, per run; `async` or `sync` keep
+    every step (LangGraph's default is `async`), at several ms per request.
+    """
+    value = os.environ.get("CHECKPOINT_DURABILITY", "exit").strip().lower()
+    if value not in DURABILITIES:
+        raise ValueError(f"CHECKPOINT_DURABILITY={value!r}: must be one of "
+                         + ", ".join(DURABILITIES))
+    return value
 
 
 def health_probe_interval_s() -> float:
     """`HEALTH_PROBE_INTERVAL_S`: how often the service probes health URLs (0: never)."""
-    return float(os.environ.get("HEALTH_PROBE_INTERVAL_S", "30"))
+    return float(_number("HEALTH_PROBE_INTERVAL_S", 30, float))
+
+
+def _number(name: str, default: float, kind: type[int] | type[float]) -> float:
+    """A non-negative number from the environment; a bad value names its variable."""
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r}: must be a non-negative {kind.__name__}") from None
+    if value < 0:
+        raise ValueError(f"{name}={raw!r}: must be a non-negative {kind.__name__}")
+    return value

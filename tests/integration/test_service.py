@@ -237,3 +237,34 @@ def test_the_service_probes_health_urls_in_the_background(
     assert store.statuses({"codellama-70b-instruct": "degraded"})["codellama-70b-instruct"] == "dead"
     models = client.get("/v1/models").json()
     assert "codellama-70b-instruct" in str(models)
+
+
+def _history(client: TestClient, thread_id: str) -> list[Any]:
+    graph = client.app.state.runtime.graph
+    return list(graph.get_state_history({"configurable": {"thread_id": thread_id}}))
+
+
+def test_run_keeps_the_final_state_by_default_and_every_step_when_asked(
+    make_client: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    default = make_client()
+    body = default.post("/v1/run", json=REQUEST).json()
+    [final] = _history(default, body["thread_id"])  # durability "exit": one checkpoint
+    assert final.values["model_used"] == body["model_used"] and final.next == ()
+    monkeypatch.setenv("CHECKPOINT_DURABILITY", "sync")
+    stepwise = make_client()
+    body = stepwise.post("/v1/run", json=REQUEST).json()
+    steps = [h.next[0] for h in reversed(_history(stepwise, body["thread_id"])) if h.next]
+    assert steps == ["__start__", "analyze_context", "query_registry", "score", "call_model",
+                     "record_feedback"]
+
+
+def test_a_bad_durability_keeps_the_service_unready_naming_the_variable(
+    make_client: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CHECKPOINT_DURABILITY", "always")
+    client = make_client()
+    ready = client.get("/readyz")
+    assert ready.status_code == 503
+    assert "CHECKPOINT_DURABILITY='always': must be one of exit, async, sync" in ready.text
+    assert client.post("/v1/run", json=REQUEST).status_code == 503

@@ -1,0 +1,36 @@
+"""Environment settings: defaults with nothing set, and a bad value named with its variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from graph import settings
+
+
+def test_defaults_need_nothing_set(monkeypatch):
+    for name in ("CHECKPOINT_TTL_SECONDS", "CHECKPOINT_DURABILITY", "HEALTH_PROBE_INTERVAL_S"):
+        monkeypatch.delenv(name, raising=False)
+    assert settings.checkpoint_ttl_seconds() == 7 * 24 * 3600
+    assert settings.checkpoint_durability() == "exit"
+    assert settings.health_probe_interval_s() == 30.0
+
+
+def test_values_are_read(monkeypatch):
+    monkeypatch.setenv("CHECKPOINT_TTL_SECONDS", "0")
+    monkeypatch.setenv("CHECKPOINT_DURABILITY", " Sync ")
+    monkeypatch.setenv("HEALTH_PROBE_INTERVAL_S", "2.5")
+    assert settings.checkpoint_ttl_seconds() is None  # 0: keep for ever
+    assert settings.checkpoint_durability() == "sync"
+    assert settings.health_probe_interval_s() == 2.5
+
+
+@pytest.mark.parametrize(("name", "value", "read"), [
+    ("CHECKPOINT_TTL_SECONDS", "7d", settings.checkpoint_ttl_seconds),
+    ("CHECKPOINT_TTL_SECONDS", "-5", settings.checkpoint_ttl_seconds),
+    ("HEALTH_PROBE_INTERVAL_S", "often", settings.health_probe_interval_s),
+    ("CHECKPOINT_DURABILITY", "never", settings.checkpoint_durability),
+])
+def test_a_bad_value_names_its_variable(monkeypatch, name, value, read):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=f"^{name}='{value}': must be"):
+        read()
