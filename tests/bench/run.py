@@ -635,6 +635,12 @@ RSS_GROWTH_LIMIT_KB = 1024
 """'No growth trend': the second half's fitted RSS growth stays under 1 MiB."""
 
 
+ISSUE_BARE_P50_MS = 1.6
+"""Bare `litellm.completion` p50 as the issue measured it when it set the absolute limits:
+the notes give each absolute figure against this run's own baseline too (shared machines
+run 1.5-2x slower at times)."""
+
+
 def evaluate_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
     """PASS/FAIL per target (None where the figure could not be taken)."""
     targets: list[dict[str, Any]] = []
@@ -657,15 +663,18 @@ def evaluate_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
             v <= limit)
     cp = result.get("checkpointed")
     if cp:
-        v = cp["exit"]["overhead_p50_ms"]
-        add("overhead with Redis checkpoints, durability exit (p50)", v, 4.0, "ms <=", v <= 4.0)
+        v, bare = cp["exit"]["overhead_p50_ms"], cp["bare_litellm"]["p50_ms"]
+        add("overhead with Redis checkpoints, durability exit (p50)", v, 4.0, "ms <=", v <= 4.0,
+            f"{v / bare:.2f}x this run's bare LiteLLM p50 ({bare:.2f} ms); the issue's 4 ms was "
+            f"{4.0 / ISSUE_BARE_P50_MS:.2f}x the {ISSUE_BARE_P50_MS} ms it measured")
     tp = result.get("throughput")
     if tp:
         rows = [r for r in tp["rows"] if r["concurrency"] == 100]
         if rows:
-            v = rows[0]["graph"]["rps"]
+            v, bare = rows[0]["graph"]["rps"], rows[0]["bare_acompletion"]["rps"]
             add(f"throughput at c=100, {tp['delay_ms']:.0f} ms provider ({tp['mode']})", v, 200.0,
-                "req/s >=", v >= 200.0)
+                "req/s >=", v >= 200.0,
+                f"{v / bare:.2f}x this run's bare litellm.acompletion ({bare:.1f} req/s)")
     cold = result.get("cold_start")
     if cold:
         if cold.get("cli_select"):
