@@ -13,7 +13,7 @@ unchanged (its reads, `list` and `delete_thread` are used as they are):
   and `put_writes` one instead of EXISTS, HKEYS and a MULTI;
 - a thread id that `SelectionGraph` has just minted has no checkpoint to read.
 With a TTL, `put` also prunes expired threads from the package's thread registry, which
-otherwise grows by one entry per request for ever (see `PUT_LUA`).
+otherwise grows by one entry per request for ever (see `graph.checkpoint_lua.PUT`).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from langgraph.checkpoint.base import (
 )
 from langgraph_checkpoint_plainredis import AsyncRedisSaver, RedisSaver
 
+from graph import checkpoint_lua
 from graph.redis_conn import RedisTarget
 from graph.outage import OUTAGE_ERRORS, Outage
 
@@ -43,56 +44,6 @@ PREFIX = "model-selector:lg"
 NEW_THREAD = "__model_selector_new_thread__"
 """Configurable flag set by `SelectionGraph` on a thread id it minted. LangGraph keeps
 "__" keys out of checkpoint metadata and LangChain out of run metadata."""
-
-# The package's `put` as one atomic script: the same keys and values, and SET ... EX in
-# place of SET then EXPIRE. KEYS: seq, checkpoint, index, threads registry, prune cursor,
-# then one blob key per channel. ARGV: checkpoint id, TTL in seconds (0: none), checkpoint
-# payload, registry entry, then the blob payloads in the order of their keys.
-#
-# With a TTL it also prunes the registry, which the package never does: a thread's entry
-# outlives its expired checkpoints, so with one thread per request the hash grew by one
-# entry per request for ever. Each put checks the next few entries (HSCAN from a stored
-# cursor) and drops those whose index key is gone, more than the one it adds. The index
-# keys it checks are not in KEYS: fine on one Redis server, which is what this package
-# supports (it is not cluster-aware either).
-PUT_LUA = """
-local seq = redis.call('INCR', KEYS[1])
-local ttl = tonumber(ARGV[2])
-local function put(key, value)
-  if ttl > 0 then redis.call('SET', key, value, 'EX', ttl) else redis.call('SET', key, value) end
-end
-put(KEYS[2], ARGV[3])
-for i = 6, #KEYS do put(KEYS[i], ARGV[i - 1]) end
-redis.call('ZADD', KEYS[3], seq, ARGV[1])
-redis.call('HSET', KEYS[4], KEYS[3], ARGV[4])
-if ttl > 0 then
-  redis.call('EXPIRE', KEYS[3], ttl)
-  local page = redis.call('HSCAN', KEYS[4], redis.call('GET', KEYS[5]) or '0', 'COUNT', 16)
-  redis.call('SET', KEYS[5], page[1])
-  for i = 1, #page[2], 2 do
-    if redis.call('EXISTS', page[2][i]) == 0 then redis.call('HDEL', KEYS[4], page[2][i]) end
-  end
-end
-return seq
-"""
-
-
-# The package's `put_writes` as one atomic script (it read EXISTS and HKEYS first, then
-# wrote). KEYS: the writes hash. ARGV: TTL in seconds (0: none), then (field, payload,
-# replace) triples; a task's regular writes are kept if already there (HSETNX), its
-# special ones (error, interrupt, resume, scheduled) replace (HSET), as in the package.
-PUT_WRITES_LUA = """
-for i = 2, #ARGV, 3 do
-  if ARGV[i + 2] == '1' then
-    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
-  else
-    redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1])
-  end
-end
-local ttl = tonumber(ARGV[1])
-if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
-"""
-
 
 def _written(config: RunnableConfig, checkpoint: Checkpoint) -> RunnableConfig:
     conf = config["configurable"]
@@ -104,7 +55,7 @@ def _written(config: RunnableConfig, checkpoint: Checkpoint) -> RunnableConfig:
 def _put_script_call(saver: RedisSaver | AsyncRedisSaver, config: RunnableConfig,
                      checkpoint: Checkpoint, metadata: CheckpointMetadata,
                      new_versions: ChannelVersions) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV of `PUT_LUA`, built with the package's own key and payload helpers."""
+    """KEYS and ARGV of `checkpoint_lua.PUT`, from the package's own key and payload helpers."""
     conf = config["configurable"]
     thread_id, ns, cid = conf["thread_id"], conf.get("checkpoint_ns", ""), checkpoint["id"]
     idx_key = saver._key_index(thread_id, ns)  # noqa: SLF001 - the package's layout, pinned
@@ -114,14 +65,15 @@ def _put_script_call(saver: RedisSaver | AsyncRedisSaver, config: RunnableConfig
             saver._key_threads(), saver._key_threads() + ":prune",  # noqa: SLF001
             *(key for key, _ in blobs)]
     entry = json.dumps({"thread": thread_id, "ns": ns}, ensure_ascii=False)
-    args = [cid, saver.ttl or 0, saver._payload_for_checkpoint(config, checkpoint, metadata),  # noqa: SLF001
-            entry, *(value for _, value in blobs)]
+    payload = saver._payload_for_checkpoint(config, checkpoint, metadata)  # noqa: SLF001
+    args = [cid, saver.ttl or 0, payload, entry, *(value for _, value in blobs)]
     return keys, args
 
 
 def _put_writes_call(saver: RedisSaver | AsyncRedisSaver, config: RunnableConfig,
-                     writes: Sequence[tuple[str, Any]], task_id: str) -> tuple[list[str], list[Any]]:
-    """KEYS and ARGV of `PUT_WRITES_LUA`, with the package's own fields and payloads."""
+                     writes: Sequence[tuple[str, Any]],
+                     task_id: str) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of `checkpoint_lua.PUT_WRITES`, from the package's own fields."""
     conf = config["configurable"]
     key = saver._key_writes(conf["thread_id"], conf.get("checkpoint_ns", ""),  # noqa: SLF001
                             conf["checkpoint_id"])
@@ -133,12 +85,13 @@ def _put_writes_call(saver: RedisSaver | AsyncRedisSaver, config: RunnableConfig
 
 
 class OneTripRedisSaver(RedisSaver):
-    """The package's sync saver with `put` in one round trip (see the module doc)."""
+    """The package's sync saver: `put` and `put_writes` in one round trip each, and no read
+    of a thread the graph has just minted (see the module doc)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._put = self.client.register_script(PUT_LUA)
-        self._put_writes = self.client.register_script(PUT_WRITES_LUA)
+        self._put = self.client.register_script(checkpoint_lua.PUT)
+        self._put_writes = self.client.register_script(checkpoint_lua.PUT_WRITES)
 
     def put(self, config: RunnableConfig, checkpoint: Checkpoint,  # noqa: D102
             metadata: CheckpointMetadata, new_versions: ChannelVersions) -> RunnableConfig:
@@ -156,12 +109,12 @@ class OneTripRedisSaver(RedisSaver):
 
 
 class OneTripAsyncRedisSaver(AsyncRedisSaver):
-    """The package's async saver with `aput` in one round trip (see the module doc)."""
+    """`OneTripRedisSaver` for the package's async saver."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._put = self.client.register_script(PUT_LUA)
-        self._put_writes = self.client.register_script(PUT_WRITES_LUA)
+        self._put = self.client.register_script(checkpoint_lua.PUT)
+        self._put_writes = self.client.register_script(checkpoint_lua.PUT_WRITES)
 
     async def aput(self, config: RunnableConfig, checkpoint: Checkpoint,  # noqa: D102
                    metadata: CheckpointMetadata, new_versions: ChannelVersions) -> RunnableConfig:

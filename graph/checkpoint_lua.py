@@ -1,0 +1,54 @@
+"""Lua for `graph.checkpoint`'s savers: the plain-Redis package's writes, one script each.
+
+Both write exactly the keys and values the package's own `put` and `put_writes` write (its
+readers, `list` and `delete_thread` are used unchanged), atomically and in one round trip.
+"""
+
+# The package's `put` as one atomic script: the same keys and values, and SET ... EX in
+# place of SET then EXPIRE. KEYS: seq, checkpoint, index, threads registry, prune cursor,
+# then one blob key per channel. ARGV: checkpoint id, TTL in seconds (0: none), checkpoint
+# payload, registry entry, then the blob payloads in the order of their keys.
+#
+# With a TTL it also prunes the registry, which the package never does: a thread's entry
+# outlives its expired checkpoints, so with one thread per request the hash grew by one
+# entry per request for ever. Each put checks the next few entries (HSCAN from a stored
+# cursor) and drops those whose index key is gone, more than the one it adds. The index
+# keys it checks are not in KEYS: fine on one Redis server, which is what this package
+# supports (it is not cluster-aware either).
+PUT = """
+local seq = redis.call('INCR', KEYS[1])
+local ttl = tonumber(ARGV[2])
+local function put(key, value)
+  if ttl > 0 then redis.call('SET', key, value, 'EX', ttl) else redis.call('SET', key, value) end
+end
+put(KEYS[2], ARGV[3])
+for i = 6, #KEYS do put(KEYS[i], ARGV[i - 1]) end
+redis.call('ZADD', KEYS[3], seq, ARGV[1])
+redis.call('HSET', KEYS[4], KEYS[3], ARGV[4])
+if ttl > 0 then
+  redis.call('EXPIRE', KEYS[3], ttl)
+  local page = redis.call('HSCAN', KEYS[4], redis.call('GET', KEYS[5]) or '0', 'COUNT', 16)
+  redis.call('SET', KEYS[5], page[1])
+  for i = 1, #page[2], 2 do
+    if redis.call('EXISTS', page[2][i]) == 0 then redis.call('HDEL', KEYS[4], page[2][i]) end
+  end
+end
+return seq
+"""
+
+
+# The package's `put_writes` as one atomic script (it read EXISTS and HKEYS first, then
+# wrote). KEYS: the writes hash. ARGV: TTL in seconds (0: none), then (field, payload,
+# replace) triples; a task's regular writes are kept if already there (HSETNX), its
+# special ones (error, interrupt, resume, scheduled) replace (HSET), as in the package.
+PUT_WRITES = """
+for i = 2, #ARGV, 3 do
+  if ARGV[i + 2] == '1' then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  else
+    redis.call('HSETNX', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+local ttl = tonumber(ARGV[1])
+if ttl > 0 then redis.call('EXPIRE', KEYS[1], ttl) end
+"""
