@@ -420,11 +420,18 @@ async def _drive(call: Callable[[], Awaitable[Any]], requests: int,
             await call()
             latencies.append(time.perf_counter_ns() - started)
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    wall = time.perf_counter() - started
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return _rate(requests, wall, cpu, latencies)
+
+
+def _rate(requests: int, wall: float, cpu: float, latencies: list[int]) -> dict[str, Any]:
+    """Requests per second, and the process's CPU per request (every thread: LiteLLM logs
+    from its own), the figure that bounds a CPU-bound process however the machine runs."""
     lat = summarize_ns(latencies)
     return {"requests": requests, "wall_s": round(wall, 3), "rps": round(requests / wall, 1),
+            "cpu_ms_per_request": round(1000 * cpu / requests, 3),
             "latency_p50_ms": lat["p50_ms"], "latency_p99_ms": lat["p99_ms"]}
 
 
@@ -440,14 +447,12 @@ def _threads_invoke(graph: Any, requests: int, concurrency: int) -> dict[str, An
             call()
             latencies.append(time.perf_counter_ns() - started)
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         for f in [pool.submit(worker) for _ in range(concurrency)]:
             f.result()
-    wall = time.perf_counter() - started
-    lat = summarize_ns(latencies)
-    return {"requests": requests, "wall_s": round(wall, 3), "rps": round(requests / wall, 1),
-            "latency_p50_ms": lat["p50_ms"], "latency_p99_ms": lat["p99_ms"]}
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return _rate(requests, wall, cpu, latencies)
 
 
 def _serving_graph(url: str, prefix: str, feedback: str) -> tuple[Any, Any, Callable[[], Awaitable[Any]]]:
@@ -490,6 +495,8 @@ def _processes(env: Env, plan: Plan, requests: int, concurrency: int) -> dict[st
     total = sum(p["requests"] for p in parts)
     return {"processes": n, "requests": total, "wall_s": round(wall, 3),
             "rps": round(total / wall, 1),
+            "cpu_ms_per_request": round(sum(p["cpu_ms_per_request"] * p["requests"]
+                                            for p in parts) / total, 3),
             "latency_p50_ms": max(p["latency_p50_ms"] for p in parts),
             "latency_p99_ms": max(p["latency_p99_ms"] for p in parts)}
 
@@ -769,20 +776,23 @@ def render(result: dict[str, Any]) -> str:
     if tp:
         rows = []
         for r in tp["rows"]:
+            b, g = r["bare_acompletion"], r["graph"]
             rows.append([f"c={r['concurrency']} bare litellm.acompletion", r["requests"],
-                         r["bare_acompletion"]["rps"], r["bare_acompletion"]["latency_p50_ms"],
-                         r["bare_acompletion"]["latency_p99_ms"], None])
+                         b["rps"], b.get("cpu_ms_per_request"), b["latency_p50_ms"],
+                         b["latency_p99_ms"], None])
             rows.append([f"c={r['concurrency']} graph ({tp['mode']})", r["requests"],
-                         r["graph"]["rps"], r["graph"]["latency_p50_ms"],
-                         r["graph"]["latency_p99_ms"], r["graph_vs_bare_rps"]])
+                         g["rps"], g.get("cpu_ms_per_request"), g["latency_p50_ms"],
+                         g["latency_p99_ms"], r["graph_vs_bare_rps"]])
             if "graph_processes" in r:
-                g = r["graph_processes"]
-                rows.append([f"c={r['concurrency']} graph, {g['processes']} processes*",
-                             g["requests"], g["rps"], g["latency_p50_ms"], g["latency_p99_ms"],
-                             round(g["rps"] / r["bare_acompletion"]["rps"], 3)])
+                p = r["graph_processes"]
+                rows.append([f"c={r['concurrency']} graph, {p['processes']} processes*",
+                             p["requests"], p["rps"], p["cpu_ms_per_request"],
+                             p["latency_p50_ms"],
+                             p["latency_p99_ms"], round(p["rps"] / b["rps"], 3)])
         parts += [(f"4. Throughput, {tp['delay_ms']:.0f} ms simulated provider latency "
                    f"(event loop: {tp.get('loop', 'asyncio')}, as uvicorn would pick)"),
-                  _table(["case", "requests", "req/s", "lat p50 ms", "lat p99 ms", "x bare"], rows),
+                  _table(["case", "requests", "req/s", "CPU ms/req", "lat p50 ms", "lat p99 ms",
+                          "x bare"], rows),
                   ("   * one worker process per core sharing the load and one Redis, as a "
                    "service runs (uvicorn --workers N); the target row is the single process")]
         if tp["ainvoke_error"]:
@@ -855,7 +865,7 @@ def missing_figures(result: dict[str, Any]) -> list[str]:
             paths.append("throughput.rows")
             continue
         paths += [f"throughput.rows.{i}.{case}.{stat}" for case in ("bare_acompletion", "graph")
-                  for stat in ("rps", "latency_p50_ms", "latency_p99_ms")]
+                  for stat in ("rps", "cpu_ms_per_request", "latency_p50_ms", "latency_p99_ms")]
     if (result.get("cold_start") or {}).get("cli_select") is not None:
         paths.append("cold_start.cli_select.median_s")
     for path in paths:
