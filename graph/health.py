@@ -51,12 +51,9 @@ def health_report(registry: Registry, store: Store, probe: bool = False) -> list
     """One row per model: live health, circuit state, failures, cooldown, unusable mark."""
     if probe:
         probe_all(registry, store)
-    ids = list(registry.models)
-    statuses = store.statuses({m: e.status for m, e in registry.models.items()})
-    snapshot = store.with_circuits(lambda c: c.snapshot(ids))
+    live = store.live({m: e.status for m, e in registry.models.items()})
     rows = []
-    for model_id in ids:
-        a = snapshot[model_id]
+    for model_id, a in live.availability.items():
         detail = []
         if a.state != "closed":
             detail.append(f"open until {_iso(a.open_until)}")
@@ -66,7 +63,7 @@ def health_report(registry: Registry, store: Store, probe: bool = False) -> list
             detail.append(f"cooling down until {_iso(a.cooling_until)}")
         if a.unusable:
             detail.append(f"unusable: {a.unusable.reason}")
-        rows.append({"model_id": model_id, "health": statuses[model_id], "circuit": a.state,
+        rows.append({"model_id": model_id, "health": live.health[model_id], "circuit": a.state,
                      "failures": a.failures, "open_until": _iso(a.open_until),
                      "cooling_until": _iso(a.cooling_until),
                      "unusable": a.unusable.reason if a.unusable else None,

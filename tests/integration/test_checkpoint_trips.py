@@ -1,5 +1,6 @@
-"""The checkpointer's two round-trip savings, on the real server: `put` as one script that
-writes exactly what the package's own `put` writes, and no read for a minted thread."""
+"""The checkpointer's writes on the real server: `put` and `put_writes` as one script each,
+writing exactly what the package's own methods write; no read for a minted thread; expired
+threads pruned from the package's thread registry."""
 
 from __future__ import annotations
 
