@@ -26,7 +26,7 @@ from fastapi.responses import JSONResponse
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from graph import redis_conn, settings
+from graph import gc_tuning, redis_conn, settings
 from graph.context import TaskContext
 from graph.dry_run import dry_run
 from graph.redact import redact
@@ -108,13 +108,16 @@ class Runtime:
         return dataclasses.replace(self.base, **chosen, **extra)
 
 
-def _build(rt: Runtime, make_services: Callable[[], Services], checkpoints: bool) -> None:
+def _build(rt: Runtime, make_services: Callable[[], Services], checkpoints: bool,
+           tune_gc: bool) -> None:
     from graph.builder import compile_graph, default_checkpointer
 
     try:
         rt.durability = settings.checkpoint_durability()
         services = make_services()
         rt.graph = compile_graph(services, default_checkpointer() if checkpoints else None)
+        if tune_gc:  # last: what start-up built is what gets frozen
+            gc_tuning.tune_for_serving()
         rt.services = services
     except Exception as exc:  # noqa: BLE001  # reported by /readyz; the process stays up
         rt.error = redact(f"startup failed: {type(exc).__name__}: {exc}")
@@ -197,6 +200,7 @@ def create_app(
     make_services: Callable[[], Services] = Services.from_env,
     run_settings: RunSettings | None = None,
     checkpoints: bool = True,
+    tune_gc: bool = True,
 ) -> FastAPI:
     """The app; tests pass their own services or settings (mock responses) here.
 
@@ -204,12 +208,14 @@ def create_app(
         make_services: called once at startup (default: from the environment).
         run_settings: base settings of every request (default `RunSettings()`).
         checkpoints: keep LangGraph checkpoints in Redis (each result has a `thread_id`).
+        tune_gc: freeze the start-up heap and raise the GC threshold once built
+            (graph/gc_tuning.py); False leaves the process's collector as it is.
     """
     rt = Runtime(base=run_settings or RunSettings())
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        _build(rt, make_services, checkpoints)
+        _build(rt, make_services, checkpoints, tune_gc)
         prober = asyncio.create_task(_probe_forever(rt, settings.health_probe_interval_s()))
         yield
         prober.cancel()

@@ -53,6 +53,12 @@ def health_probe_interval_s() -> float:
     return float(_number("HEALTH_PROBE_INTERVAL_S", 30, float))
 
 
+def gc_young_threshold() -> int:
+    """`GC_YOUNG_THRESHOLD`: allocations between young-generation collections in the service
+    (default 50,000; 0 keeps CPython's 700). See graph/gc_tuning.py."""
+    return int(_number("GC_YOUNG_THRESHOLD", 50_000, int))
+
+
 def _number(name: str, default: float, kind: type[int] | type[float]) -> float:
     """A non-negative number from the environment; a bad value names its variable."""
     raw = os.environ.get(name)

@@ -26,13 +26,14 @@ from . import common
 def serve(requests: int, every: int, url: str, prefix: str) -> dict:
     """Serve `requests` graph requests (no checkpointer, mocked calls), sampling memory."""
     from graph.builder import compile_graph
+    from graph.gc_tuning import tune_for_serving
     from graph.registry import load_registry
 
     with tempfile.TemporaryDirectory(prefix="bench-mem-") as tmp:
         services = common.make_services(load_registry(), url, prefix, Path(tmp) / "fb.jsonl")
         graph = compile_graph(services, checkpointer=None)
         graph.invoke(common.graph_input(), context=common.SETTINGS)  # first-call imports
-        gc.collect()
+        tune_for_serving()  # as the service does once started (collects first)
         rss0, _ = common.rss_kb()
         samples = [{"requests": 0, "rss_kb": rss0, "blocks": sys.getallocatedblocks()}]
         started = time.perf_counter()

@@ -456,12 +456,15 @@ def _threads_invoke(graph: Any, requests: int, concurrency: int) -> dict[str, An
 
 
 def _serving_graph(url: str, prefix: str, feedback: str) -> tuple[Any, Any, Callable[[], Awaitable[Any]]]:
-    """In a fresh process: services on the run's Redis, the graph, and one request."""
+    """In a fresh process, started as the service starts (its garbage-collector tuning
+    included): services on the run's Redis, the graph, and one request."""
     from graph.builder import compile_graph
+    from graph.gc_tuning import tune_for_serving
     from graph.registry import load_registry
 
     services = common.make_services(load_registry(), url, prefix, Path(feedback))
     graph = compile_graph(services, checkpointer=None)
+    tune_for_serving()
 
     async def routed() -> Any:
         out = await graph.ainvoke(common.graph_input(), context=common.SETTINGS)

@@ -7,6 +7,7 @@ registry and the mock responses; the lifespan runs inside `with TestClient(app)`
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
 import time
 import uuid
@@ -69,6 +70,7 @@ def make_client(env: str) -> Iterator[Callable[..., TestClient]]:
     def make(mock: Any = "echo ok", **kwargs: Any) -> TestClient:
         settings = RunSettings(mock_responses={"*": mock}, require_keys=False)
         kwargs.setdefault("make_services", no_sleep_services)
+        kwargs.setdefault("tune_gc", False)  # the pytest process's collector stays as it is
         client = TestClient(create_app(run_settings=settings, **kwargs))
         opened.append(client.__enter__())
         return client
@@ -268,3 +270,34 @@ def test_a_bad_durability_keeps_the_service_unready_naming_the_variable(
     assert ready.status_code == 503
     assert "CHECKPOINT_DURABILITY='always': must be one of exit, async, sync" in ready.text
     assert client.post("/v1/run", json=REQUEST).status_code == 503
+
+
+@pytest.fixture
+def restore_gc() -> Iterator[None]:
+    """Undo what the service's start-up does to this process's collector."""
+    threshold = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*threshold)
+
+
+def test_startup_freezes_what_it_built_and_raises_the_gc_threshold(
+    make_client: Callable[..., TestClient], restore_gc: None,
+) -> None:
+    gc.unfreeze()
+    client = make_client(tune_gc=True)
+    assert client.get("/readyz").status_code == 200
+    assert gc.get_freeze_count() > 10_000  # the registry, LiteLLM's modules, the graph
+    assert gc.get_threshold()[0] == 50_000
+    assert client.post("/v1/run", json=REQUEST).json()["success"] is True
+
+
+def test_a_bad_gc_threshold_keeps_the_service_unready_naming_the_variable(
+    make_client: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch, restore_gc: None,
+) -> None:
+    monkeypatch.setenv("GC_YOUNG_THRESHOLD", "lots")
+    threshold = gc.get_threshold()
+    ready = make_client(tune_gc=True).get("/readyz")
+    assert ready.status_code == 503
+    assert "GC_YOUNG_THRESHOLD='lots': must be a non-negative int" in ready.text
+    assert gc.get_threshold() == threshold

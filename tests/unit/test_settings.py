@@ -8,20 +8,24 @@ from graph import settings
 
 
 def test_defaults_need_nothing_set(monkeypatch):
-    for name in ("CHECKPOINT_TTL_SECONDS", "CHECKPOINT_DURABILITY", "HEALTH_PROBE_INTERVAL_S"):
+    for name in ("CHECKPOINT_TTL_SECONDS", "CHECKPOINT_DURABILITY", "HEALTH_PROBE_INTERVAL_S",
+                 "GC_YOUNG_THRESHOLD"):
         monkeypatch.delenv(name, raising=False)
     assert settings.checkpoint_ttl_seconds() == 7 * 24 * 3600
     assert settings.checkpoint_durability() == "exit"
     assert settings.health_probe_interval_s() == 30.0
+    assert settings.gc_young_threshold() == 50_000
 
 
 def test_values_are_read(monkeypatch):
     monkeypatch.setenv("CHECKPOINT_TTL_SECONDS", "0")
     monkeypatch.setenv("CHECKPOINT_DURABILITY", " Sync ")
     monkeypatch.setenv("HEALTH_PROBE_INTERVAL_S", "2.5")
+    monkeypatch.setenv("GC_YOUNG_THRESHOLD", "0")
     assert settings.checkpoint_ttl_seconds() is None  # 0: keep for ever
     assert settings.checkpoint_durability() == "sync"
     assert settings.health_probe_interval_s() == 2.5
+    assert settings.gc_young_threshold() == 0  # 0: CPython's own
 
 
 @pytest.mark.parametrize(("name", "value", "read"), [
@@ -29,6 +33,7 @@ def test_values_are_read(monkeypatch):
     ("CHECKPOINT_TTL_SECONDS", "-5", settings.checkpoint_ttl_seconds),
     ("HEALTH_PROBE_INTERVAL_S", "often", settings.health_probe_interval_s),
     ("CHECKPOINT_DURABILITY", "never", settings.checkpoint_durability),
+    ("GC_YOUNG_THRESHOLD", "2.5", settings.gc_young_threshold),
 ])
 def test_a_bad_value_names_its_variable(monkeypatch, name, value, read):
     monkeypatch.setenv(name, value)
