@@ -8,7 +8,8 @@ CPython's full collection re-scans every one of them; at 100 concurrent requests
 documented purpose. A request also allocates thousands of short-lived containers, nearly
 all freed by reference counting; at CPython's young-generation threshold of 700 the
 collector still ran about every 3 requests, at 0.3 ms a request. A larger threshold lets
-them die first; cyclic garbage is still collected, after more allocations.
+them die first; cyclic garbage is still collected, after more allocations. What is
+frozen is never collected: fine for what start-up builds, which lives as long as the process.
 
 The HTTP service applies this once its graph is built; an agent process that embeds
 `selection_graph` may call `tune_for_serving()` itself once it has started.
