@@ -205,3 +205,21 @@ def test_a_clean_primary_is_called_without_an_admit_round_trip(selection, servic
     assert run(selection, {"*": "ok"})["model_used"] == PRIMARY
     assert sent == [PRIMARY]
     assert services.store.circuits.snapshot([PRIMARY])[PRIMARY].failures == 0
+
+
+def test_an_exception_mock_is_raised_as_a_fresh_copy_on_every_call(selection):
+    """Raising one instance again and again would grow its traceback call after call."""
+    refusal = err(litellm.ContentPolicyViolationError, "refused")
+    outs = [run(selection, {PRIMARY: refusal, "*": "ok"}) for _ in range(3)]
+    assert refusal.__traceback__ is None and refusal.__context__ is None  # never raised itself
+    assert [o["model_used"] for o in outs] == [SECOND] * 3
+    assert {o["attempts"][0]["error_class"] for o in outs} == {"content_policy"}
+    assert len({o["attempts"][0]["error"] for o in outs}) == 1
+
+
+def test_the_copy_keeps_type_message_and_attributes():
+    timeout = err(litellm.Timeout, "slow")
+    copy = RunSettings(mock_responses={"*": timeout}).mock_for("any")
+    assert copy is not timeout and type(copy) is litellm.Timeout
+    assert str(copy) == str(timeout) and copy.llm_provider == "openai" and copy.model == "m"
+    assert RunSettings(mock_responses={"*": "text"}).mock_for("any") == "text"
