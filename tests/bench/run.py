@@ -295,14 +295,49 @@ def baseline_calls(env: Env, chain: list[str]) -> tuple[Callable[[], Any], Calla
     return bare, routed
 
 
-def _graph_call(graph: Any, **kwargs: Any) -> Callable[[], Any]:
+def _graph_call(graph: Any, settings: Any = common.SETTINGS, *, fallback: bool = False,
+                **kwargs: Any) -> Callable[[], Any]:
     def run() -> Any:
-        out = graph.invoke(common.graph_input(), context=common.SETTINGS, **kwargs)
-        if not out.get("success"):
-            raise RuntimeError(f"graph run not served: {out.get('error')}")
+        out = graph.invoke(common.graph_input(), context=settings, **kwargs)
+        if not out.get("success") or bool(out.get("fallback_triggered")) != fallback:
+            raise RuntimeError(f"graph run not served as planned: {out.get('error')}")
         return out
 
     return run
+
+
+def _refusal(model: Any) -> Exception:
+    """A content-policy refusal: the graph moves to another provider and records no health,
+    circuit or cooldown change, so every run takes the same path."""
+    import litellm
+
+    return litellm.ContentPolicyViolationError("bench: refused", model=model.model,
+                                               llm_provider=model.provider)
+
+
+def fallback_calls(env: Env, graph: Any, chain: list[str]) -> dict[str, Callable[[], Any]]:
+    """The fallback path: the primary refuses and the next model serves. The floor is what
+    LiteLLM itself does for it: one refused call, then one served call."""
+    import litellm
+
+    msgs, params = common.messages(), _call_params()
+    primary, second = (env.registry.models[m] for m in chain[:2])
+    settings = dataclasses.replace(common.SETTINGS, mock_responses={
+        primary.id: _refusal(primary), "*": common.MOCK_TEXT})
+
+    def bare_refused_then_served() -> Any:
+        try:  # a fresh exception each call, as a provider's would be
+            litellm.completion(messages=msgs, mock_response=_refusal(primary),
+                               **_litellm_kwargs(primary), **params)
+        except litellm.ContentPolicyViolationError:
+            pass
+        else:
+            raise RuntimeError("the refusal was not raised")
+        return litellm.completion(messages=msgs, mock_response=common.MOCK_TEXT,
+                                  **_litellm_kwargs(second), **params)
+
+    return {"bare_refused_then_served": bare_refused_then_served,
+            "graph_fallback": _graph_call(graph, settings, fallback=True)}
 
 
 def _overheads(out: dict[str, Any], base: str) -> None:
@@ -328,13 +363,16 @@ def section_in_memory(env: Env, plan: Plan) -> dict[str, Any]:
     bare, routed = baseline_calls(env, chain)
     env.log(f"in-memory: graph / bare litellm / router x {plan.mem_iters}")
     samples = interleaved({"bare_litellm": bare, "graph": _graph_call(graph), "router": routed,
-                           "graph_redis_state": _graph_call(on_redis)},
+                           "graph_redis_state": _graph_call(on_redis),
+                           **fallback_calls(env, graph, chain)},
                           plan.mem_iters, Plan.warmup(plan.mem_iters))
     out: dict[str, Any] = {name: summarize_ns(s) for name, s in samples.items()}
     _overheads(out, "bare_litellm")
     g, r = out["graph"]["overhead_p50_ms"], out["router"]["overhead_p50_ms"]
     out["graph_minus_router_overhead_ms"] = round(g - r, 4)
     out["graph_over_router_overhead_ratio"] = round(g / r, 2) if r > 0 else None
+    out["fallback_overhead_p50_ms"] = round(
+        out["graph_fallback"]["p50_ms"] - out["bare_refused_then_served"]["p50_ms"], 4)
     out["model"] = env.registry.models[chain[0]].model
     out["router_chain"] = chain
     return out
@@ -759,9 +797,15 @@ def render(result: dict[str, Any]) -> str:
                          latency_rows(mem, [("bare litellm.completion", "bare_litellm"),
                                             ("LiteLLM Router (2 fallbacks)", "router"),
                                             ("graph, in-memory state", "graph"),
-                                            ("graph, Redis state", "graph_redis_state")])),
+                                            ("graph, Redis state", "graph_redis_state"),
+                                            ("bare: refused call, then served",
+                                             "bare_refused_then_served"),
+                                            ("graph: primary refuses, fallback serves",
+                                             "graph_fallback")])),
                   (f"   graph overhead - Router overhead = {mem['graph_minus_router_overhead_ms']:.3f}"
                   f" ms; ratio graph/Router overhead = {mem['graph_over_router_overhead_ratio']}"),
+                  (f"   fallback path: graph over LiteLLM's own refused + served calls = "
+                   f"{mem['fallback_overhead_p50_ms']:.3f} ms (p50)"),
                   ""]
     cp = result.get("checkpointed")
     if cp:
@@ -845,9 +889,10 @@ REQUIRED_FIGURES = (
       for part in ("decision", "live", "unavailable", "select")
       for stat in ("p50_ms", "p99_ms")),
     "selection.real.models", "selection.large.models",
-    *(f"in_memory.{case}.{stat}" for case in ("bare_litellm", "graph", "router")
+    *(f"in_memory.{case}.{stat}" for case in ("bare_litellm", "graph", "router",
+                                              "bare_refused_then_served", "graph_fallback")
       for stat in ("p50_ms", "p99_ms", "overhead_p50_ms")),
-    "in_memory.graph_minus_router_overhead_ms",
+    "in_memory.graph_minus_router_overhead_ms", "in_memory.fallback_overhead_p50_ms",
     *(f"checkpointed.{case}.{stat}"
       for case in ("bare_litellm", "no_checkpointer", "sync", "async", "exit")
       for stat in ("p50_ms", "p99_ms", "overhead_p50_ms")),
