@@ -35,8 +35,8 @@ from langgraph.checkpoint.base import (
 from langgraph_checkpoint_plainredis import AsyncRedisSaver, RedisSaver
 
 from graph import checkpoint_lua
-from graph.redis_conn import RedisTarget
 from graph.outage import OUTAGE_ERRORS, Outage
+from graph.redis_conn import RedisTarget
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -44,6 +44,7 @@ PREFIX = "model-selector:lg"
 NEW_THREAD = "__model_selector_new_thread__"
 """Configurable flag set by `SelectionGraph` on a thread id it minted. LangGraph keeps
 "__" keys out of checkpoint metadata and LangChain out of run metadata."""
+
 
 def _written(config: RunnableConfig, checkpoint: Checkpoint) -> RunnableConfig:
     conf = config["configurable"]

@@ -113,12 +113,19 @@ class RunSettings:
     mock_responses: Mapping[str, Any] | None = None
     """Model id (or "*") -> LiteLLM `mock_response`: offline runs through the real call path."""
 
+    def is_mocked(self, model_id: str) -> bool:
+        """Whether calls to this model are answered by a mock (so it needs no API key)."""
+        return self._mock(model_id) is not None
+
     def mock_for(self, model_id: str) -> Any:
         """The mock response for a model, if any; an exception is a fresh copy each call."""
+        mock = self._mock(model_id)
+        return _unraised_copy(mock) if isinstance(mock, BaseException) else mock
+
+    def _mock(self, model_id: str) -> Any:
         if not self.mock_responses:
             return None
-        mock = self.mock_responses.get(model_id, self.mock_responses.get("*"))
-        return _unraised_copy(mock) if isinstance(mock, BaseException) else mock
+        return self.mock_responses.get(model_id, self.mock_responses.get("*"))
 
 
 def _unraised_copy(exc: BaseException) -> BaseException:

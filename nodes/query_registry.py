@@ -24,7 +24,7 @@ def query_registry(
     relevant = registry.relevant(ctx.domain, ctx.task_type)
     live = services.store.live({m: registry.models[m].status for m in relevant})
     statuses = live.health
-    mocked = frozenset(m for m in relevant if settings.mock_for(m) is not None)
+    mocked = frozenset(m for m in relevant if settings.is_mocked(m))
     unavailable = unavailable_reasons(
         registry, live.availability, live.at, settings.require_keys, mocked
     )

@@ -190,7 +190,7 @@ def bench_selection(env: Env, registry: Any, services: Any, iters: int) -> dict[
     if not first["chain"]:
         raise RuntimeError("selection produced an empty chain")
     defaults = {m: e.status for m, e in registry.models.items()}
-    mocked = frozenset(m for m in registry.models if common.SETTINGS.mock_for(m) is not None)
+    mocked = frozenset(m for m in registry.models if common.SETTINGS.is_mocked(m))
 
     def live() -> Any:
         return store.live(defaults)

@@ -18,7 +18,6 @@ from graph.redis_conn import RedisTarget
 from graph.state import RunSettings
 from tests.conftest import PORT_HEALER, REDIS_URL
 
-
 ERROR = next(channel for channel, idx in WRITES_IDX_MAP.items() if idx == -1)  # "__error__"
 
 
@@ -39,12 +38,13 @@ def _stored(client: redis.Redis, prefix: str) -> dict[str, tuple[object, bool]]:
     for raw in client.scan_iter(match=f"{prefix}:*", count=1000):
         key = raw.decode()
         kind = client.type(key).decode()
-        value: object = {
-            "string": lambda: client.get(key),
-            "zset": lambda: [m for m, _ in client.zrange(key, 0, -1, withscores=True)],
-            "hash": lambda: {f.decode().replace(prefix, "P"): v
-                             for f, v in client.hgetall(key).items()},
-        }[kind]()
+        value: object
+        if kind == "string":
+            value = client.get(key)
+        elif kind == "zset":
+            value = [m for m, _ in client.zrange(key, 0, -1, withscores=True)]
+        else:
+            value = {f.decode().replace(prefix, "P"): v for f, v in client.hgetall(key).items()}
         out[key.replace(prefix, "P")] = (value, client.ttl(key) > 0)
     return out
 

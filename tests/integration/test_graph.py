@@ -223,3 +223,5 @@ def test_the_copy_keeps_type_message_and_attributes():
     assert copy is not timeout and type(copy) is litellm.Timeout
     assert str(copy) == str(timeout) and copy.llm_provider == "openai" and copy.model == "m"
     assert RunSettings(mock_responses={"*": "text"}).mock_for("any") == "text"
+    settings = RunSettings(mock_responses={"*": timeout, "real": None})
+    assert settings.is_mocked("any") and not settings.is_mocked("real")
