@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import inspect
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -14,6 +14,7 @@ from langgraph._internal._runnable import RunnableCallable
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
+from langgraph.types import Command
 
 from graph.checkpoint import NEW_THREAD
 from graph.services import Services
@@ -39,21 +40,28 @@ def build_graph(services: Services | None = None) -> StateGraph:
     builder.add_node("analyze_context", _node(analyze_context, services))
     builder.add_node("query_registry", _node(query_registry, services))
     builder.add_node("score", _node(score, services))
-    builder.add_node("call_model", _node(call_model, services, acall_model))
-    builder.add_node("next_fallback", _node(next_fallback, services, anext_fallback))
+    builder.add_node("call_model", _node(call_model, services, acall_model, route_after_call),
+                     destinations=("record_feedback", "next_fallback"))
+    builder.add_node("next_fallback",
+                     _node(next_fallback, services, anext_fallback, route_after_fallback),
+                     destinations=("call_model", "record_feedback"))
     builder.add_node("record_feedback", _node(record_feedback, services))
     builder.add_edge(START, "analyze_context")
     builder.add_edge("analyze_context", "query_registry")
     builder.add_edge("query_registry", "score")
     builder.add_edge("score", "call_model")
-    builder.add_conditional_edges("call_model", route_after_call)
-    builder.add_conditional_edges("next_fallback", route_after_fallback)
     builder.add_edge("record_feedback", END)
     return builder
 
 
-def _node(func: Any, services: Services, afunc: Any = None) -> RunnableCallable:
+def _node(func: Any, services: Services, afunc: Any = None,
+          route: Callable[[Any], str] | None = None) -> RunnableCallable:
     """A node with a sync body for `invoke` and an async one for `ainvoke`.
+
+    With `route`, the node goes on by `Command(goto=route(state after its update))`,
+    drawn in Studio from the `destinations` given to `add_node`. A conditional edge would
+    decide the same, but LangGraph computes its input by copying every channel and
+    replaying the node's writes on the copy: 0.07 ms a request, measured.
 
     Under `ainvoke` LangGraph would run a sync-only node on a thread pool; ours (but
     call_model and next_fallback, which await the provider and the backoff) are
@@ -64,8 +72,10 @@ def _node(func: Any, services: Services, afunc: Any = None) -> RunnableCallable:
     """
     sync = functools.partial(func, services=services)
     if afunc is not None:
-        return RunnableCallable(sync, functools.partial(afunc, services=services),
-                                name=func.__name__, trace=False)
+        asyn = functools.partial(afunc, services=services)
+        if route is not None:
+            sync, asyn = _routed(sync, asyn, route)
+        return RunnableCallable(sync, asyn, name=func.__name__, trace=False)
     if "config" in inspect.signature(func).parameters:
         async def inline_config(state: Any, runtime: Any, config: RunnableConfig) -> Any:
             return sync(state, runtime=runtime, config=config)
@@ -76,6 +86,20 @@ def _node(func: Any, services: Services, afunc: Any = None) -> RunnableCallable:
         return sync(state, runtime=runtime)
 
     return RunnableCallable(sync, inline, name=func.__name__, trace=False)
+
+
+def _routed(sync: Callable[..., dict[str, Any]], asyn: Callable[..., Awaitable[dict[str, Any]]],
+            route: Callable[[Any], str]) -> tuple[Callable[..., Command], Callable[..., Any]]:
+    """Both bodies, returning their update with where to go next."""
+    def routed(state: Any, runtime: Any) -> Command:
+        update = sync(state, runtime=runtime)
+        return Command(update=update, goto=route({**state, **update}))
+
+    async def arouted(state: Any, runtime: Any) -> Command:
+        update = await asyn(state, runtime=runtime)
+        return Command(update=update, goto=route({**state, **update}))
+
+    return routed, arouted
 
 
 def _with_thread(config: RunnableConfig | None) -> RunnableConfig:

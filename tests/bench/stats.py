@@ -50,24 +50,39 @@ def slope(xs: Sequence[float], ys: Sequence[float]) -> float:
 
 
 def interleaved(
-    cases: Mapping[str, Callable[[], Any]], iterations: int, warmup: int
-) -> dict[str, list[int]]:
+    cases: Mapping[str, Callable[[], Any]], iterations: int, warmup: int,
+    settle: Callable[[], None] | None = None,
+) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
     """Time every case once per round, rotating the order each round.
 
     Interleaving puts every case under the same machine noise (the suite runs on shared
     2-core machines), so differences between cases are not drift between two loops.
+    `settle` waits for the background work the calls left (LiteLLM's logging thread):
+    before each case, so no case pays for another's, and after it, so each pays for its
+    own. Returns two samples per case: until settled (the call and its background work)
+    and until the call returned.
     """
     names = list(cases)
     for _ in range(warmup):
         for name in names:
             cases[name]()
-    samples: dict[str, list[int]] = {name: [] for name in names}
+            if settle:
+                settle()
+    settled: dict[str, list[int]] = {name: [] for name in names}
+    returned: dict[str, list[int]] = {name: [] for name in names}
     clock = time.perf_counter_ns
     for i in range(iterations):
         k = i % len(names)
         for name in names[k:] + names[:k]:
             fn = cases[name]
+            if settle:
+                settle()
             started = clock()
             fn()
-            samples[name].append(clock() - started)
-    return samples
+            elapsed = clock() - started
+            returned[name].append(elapsed)
+            if settle:
+                settle()
+                elapsed = clock() - started
+            settled[name].append(elapsed)
+    return settled, returned
