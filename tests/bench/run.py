@@ -8,7 +8,8 @@ Measures, in one run and on the same mocked request (LiteLLM `mock_response`, no
    on a real Store, Redis reads included) at the 58-model registry and at a generated
    5,000-model one, with its parts (`Store.live`, `unavailable_reasons`, pure `select`);
 2. in-memory: a whole graph run (no checkpointer) vs bare `litellm.completion` vs LiteLLM
-   `Router.completion` with fallbacks, interleaved;
+   `Router.completion` with fallbacks, interleaved, with the fallback path and the graph's
+   skeleton (LangGraph's own cost: no node work, no model call);
 3. checkpointed: the graph with the Redis checkpointer, durability sync / async / exit;
 4. throughput: `graph.ainvoke` at concurrency 1, 10 and 100 with 50 ms of simulated
    provider latency, vs bare `litellm.acompletion`;
@@ -375,9 +376,12 @@ def _overheads(out: dict[str, Any], base: str) -> None:
 
 def section_in_memory(env: Env, plan: Plan) -> dict[str, Any]:
     """Graph (in-memory state, no checkpointer) vs bare LiteLLM vs LiteLLM Router, interleaved;
-    the graph on Redis state (still no checkpointer) alongside."""
+    the graph on Redis state (still no checkpointer), the fallback path and the graph's
+    skeleton (LangGraph alone: no node work, no model call) alongside."""
     from graph.builder import compile_graph
     from graph.store import Store
+
+    from .skeleton import recorded_updates, skeleton_graph
 
     memory = dataclasses.replace(env.services, store=Store.in_memory())
     graph = compile_graph(memory, checkpointer=None)
@@ -386,11 +390,15 @@ def section_in_memory(env: Env, plan: Plan) -> dict[str, Any]:
     chain = [c["model_id"] for c in first["chain"]]
     env.extras["chain"] = chain
     bare, routed = baseline_calls(env, chain)
+    skeleton = skeleton_graph(recorded_updates(graph, common.graph_input(), common.SETTINGS))
     env.log(f"in-memory: graph / bare litellm / router x {plan.mem_iters}")
     out = timed_calls({"bare_litellm": bare, "graph": _graph_call(graph), "router": routed,
                        "graph_redis_state": _graph_call(on_redis),
-                       **fallback_calls(env, graph, chain)}, plan.mem_iters)
+                       **fallback_calls(env, graph, chain),
+                       "langgraph_skeleton": _graph_call(skeleton)}, plan.mem_iters)
     _overheads(out, "bare_litellm")
+    for key in ("overhead_p50_ms", "x_bare_p50", "returned_overhead_p50_ms"):
+        out["langgraph_skeleton"].pop(key)  # it calls no model: not an overhead over one
     g, r = out["graph"]["overhead_p50_ms"], out["router"]["overhead_p50_ms"]
     out["graph_minus_router_overhead_ms"] = round(g - r, 4)
     out["graph_over_router_overhead_ratio"] = round(g / r, 2) if r > 0 else None
@@ -828,7 +836,11 @@ def render(result: dict[str, Any]) -> str:
                                             ("bare: refused call, then served",
                                              "bare_refused_then_served"),
                                             ("graph: primary refuses, fallback serves",
-                                             "graph_fallback")])),
+                                             "graph_fallback")])
+                         + [["LangGraph alone (the graph's skeleton)*",
+                             mem["langgraph_skeleton"]["n"], mem["langgraph_skeleton"]["p50_ms"],
+                             mem["langgraph_skeleton"]["p99_ms"], None, None,
+                             mem["langgraph_skeleton"]["returned_p50_ms"]]]),
                   settled_note,
                   (f"   graph overhead - Router overhead = {mem['graph_minus_router_overhead_ms']:.3f}"
                   f" ms; ratio graph/Router overhead = {mem['graph_over_router_overhead_ratio']}"
@@ -836,6 +848,9 @@ def render(result: dict[str, Any]) -> str:
                   f"{mem['router']['returned_overhead_p50_ms']:.3f} ms)"),
                   (f"   fallback path: graph over LiteLLM's own refused + served calls = "
                    f"{mem['fallback_overhead_p50_ms']:.3f} ms (p50)"),
+                  ("   * same nodes, edges, schemas and writes as a served run, no node work and "
+                   "no model call: LangGraph's own floor for this shape, against Router's whole "
+                   f"overhead of {mem['router']['overhead_p50_ms']:.3f} ms"),
                   ""]
     cp = result.get("checkpointed")
     if cp:
@@ -923,6 +938,7 @@ REQUIRED_FIGURES = (
                                               "bare_refused_then_served", "graph_fallback")
       for stat in ("p50_ms", "p99_ms", "overhead_p50_ms", "returned_p50_ms")),
     "in_memory.graph_minus_router_overhead_ms", "in_memory.fallback_overhead_p50_ms",
+    "in_memory.langgraph_skeleton.p50_ms", "in_memory.langgraph_skeleton.p99_ms",
     *(f"checkpointed.{case}.{stat}"
       for case in ("bare_litellm", "no_checkpointer", "sync", "async", "exit")
       for stat in ("p50_ms", "p99_ms", "overhead_p50_ms", "returned_p50_ms")),
