@@ -1,9 +1,10 @@
 """The selection graph's skeleton: LangGraph's own cost for a request, with no node work.
 
-Same nodes (next_fallback too, never reached), edges, state, input, output and context schemas, the same `Command` routing,
-and each node writes what it wrote in a real served run (recorded once, returned as is):
-what is left is LangGraph's runtime. The bench times it beside the real graph, so every
-run shows how much of the graph's overhead is LangGraph's floor for this shape.
+Same nodes (next_fallback too, never reached), edges, state, input, output and context
+schemas, the same `Command` routing, and each node writes what it wrote in a real served
+run (recorded once, returned as is): what is left is LangGraph's runtime. The bench times
+it beside the real graph, so every run shows how much of the graph's overhead is
+LangGraph's floor for this shape.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from . import common
 from .stats import interleaved
 
-BACKGROUND_S = 0.02
+BACKGROUND_S = 0.05
 
 
 def test_each_case_pays_its_own_background_work_and_no_other() -> None:
@@ -47,15 +47,13 @@ def test_litellm_logging_is_tracked_and_settled() -> None:
     common.track_litellm_background()  # idempotent: one wrapper, not two
     from litellm.litellm_core_utils.thread_pool_executor import executor
 
-    wrapped = executor.submit
-    inner = dict(zip(wrapped.__code__.co_freevars,
-                     (cell.cell_contents for cell in wrapped.__closure__)))["submit"]
-    assert getattr(wrapped, "tracked", False) and not getattr(inner, "tracked", False)
+    assert getattr(executor.submit, "tracked", False)
     common.settle_litellm_background()
     litellm.completion(model="openai/gpt-4o-mini", mock_response="ok",
                        messages=[{"role": "user", "content": "hi"}])
     futures = list(common._background)
     assert futures, "LiteLLM handed no logging task to its pool"
+    assert len(set(futures)) == len(futures), "a second wrapper recorded each task twice"
     common.settle_litellm_background()
     assert all(f.done() for f in futures)
     assert common._background == []
