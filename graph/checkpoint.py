@@ -63,8 +63,7 @@ def _put_script_call(saver: RedisSaver | AsyncRedisSaver, config: RunnableConfig
     blobs = saver._plan_blobs(thread_id, ns, checkpoint.get("channel_values") or {},  # noqa: SLF001
                               new_versions)
     keys = [saver._key_seq(), saver._key_checkpoint(thread_id, ns, cid), idx_key,  # noqa: SLF001
-            saver._key_threads(), saver._key_threads() + ":prune",  # noqa: SLF001
-            *(key for key, _ in blobs)]
+            saver._key_threads(), *(key for key, _ in blobs)]  # noqa: SLF001
     entry = json.dumps({"thread": thread_id, "ns": ns}, ensure_ascii=False)
     payload = saver._payload_for_checkpoint(config, checkpoint, metadata)  # noqa: SLF001
     args = [cid, saver.ttl or 0, payload, entry, *(value for _, value in blobs)]
