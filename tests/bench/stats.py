@@ -57,12 +57,14 @@ def interleaved(
 
     Interleaving puts every case under the same machine noise (the suite runs on shared
     2-core machines), so differences between cases are not drift between two loops.
-    `settle` waits for the background work the calls left (LiteLLM's logging thread):
-    before each case, so no case pays for another's, and after it, so each pays for its
-    own. Returns two samples per case: until settled (the call and its background work)
-    and until the call returned.
+    `settle` waits for the background work a call left (LiteLLM's logging thread) and is
+    timed with it, so each case pays its own and, every call starting with none pending,
+    never another's. Returns two samples per case: until settled (the call and its
+    background work) and until the call returned.
     """
     names = list(cases)
+    if settle:
+        settle()  # whatever ran before this call
     for _ in range(warmup):
         for name in names:
             cases[name]()
@@ -75,8 +77,6 @@ def interleaved(
         k = i % len(names)
         for name in names[k:] + names[:k]:
             fn = cases[name]
-            if settle:
-                settle()
             started = clock()
             fn()
             elapsed = clock() - started

@@ -30,7 +30,7 @@ def test_each_case_pays_its_own_background_work_and_no_other() -> None:
     pool.shutdown()
     assert min(settled["leaves_work"]) >= BACKGROUND_S * 1e9
     assert max(returned["leaves_work"]) < BACKGROUND_S * 1e9
-    # without settling before it, the second case would wait out the first one's work
+    # the first case's work was settled (and charged to it) before the second case started
     assert max(settled["waits"]) < BACKGROUND_S * 1e9 / 2
 
 
