@@ -138,7 +138,8 @@ def compile_graph(
     services: Services | None = None,
     checkpointer: BaseCheckpointSaver | bool | None = None,
 ) -> CompiledStateGraph:
-    """Compile with a checkpointer (None: none; True: the parent's, as a subgraph)."""
+    """Compile with a checkpointer: None for none standalone and the parent's as a subgraph;
+    True for the parent's, keeping this subgraph's state from one parent call to the next."""
     services = services or Services.from_env()
     if hasattr(checkpointer, "outage"):  # one Redis: the store and the checkpointer agree on it
         checkpointer.outage = services.store.outage  # type: ignore[union-attr]

@@ -96,6 +96,9 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Select, call and fall back through the graph; print the answer and what it cost."""
+    from graph import telemetry
+
+    telemetry.setup_telemetry()  # first: a bad setting fails before the graph is built
     from graph import selection_graph
     from graph.state import RunSettings
 
@@ -129,7 +132,7 @@ def cmd_registry(args: argparse.Namespace) -> int:
             groups[m.group] = groups.get(m.group, 0) + 1
         print(f"{reg.source}: {len(reg.models)} models valid "
               f"({', '.join(f'{g} {n}' for g, n in groups.items())}), "
-              f"{len(reg.policies)} domain policies")
+              f"{len(reg.policies)} domain policies from {reg.policies_source}")
         return 0
     reg = _registry()
     if args.action == "list":
@@ -167,7 +170,7 @@ COMMANDS = {"select": cmd_select, "run": cmd_run, "registry": cmd_registry,
 
 
 def add_extra_commands(sub: Any) -> None:
-    """Commands that live in their own modules (evaluate, drill)."""
+    """Commands that live in their own modules (evaluate)."""
     try:
         from graph.evaluate_cli import add_parser as add_evaluate
     except ImportError:

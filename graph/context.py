@@ -26,8 +26,8 @@ class TaskContext(BaseModel):
     complexity: Complexity
     priority: Priority
 
-    max_cost_usd: float | None = Field(default=None, ge=0)
-    """Budget for the whole request, all attempts together."""
+    max_cost_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
+    """Budget for the whole request, all attempts together; inf would pass every model."""
     max_latency_ms: int | None = Field(default=None, gt=0)
     """Deadline for the whole request, all attempts together."""
     require_local: bool = False

@@ -1,7 +1,8 @@
 """A CrewAI tool that routes a prompt through the selection graph (an optional extra).
 
 CrewAI pins versions the main environment does not use, so it is not a dependency of the
-package: install it with `pip install 'model-selector[crewai]'`. Without it, importing
+package: install it with `pip install 'model-selector[crewai]'` (from a checkout:
+`pip install -e '.[crewai]'`, in an environment of its own). Without it, importing
 this module fails at once with that instruction rather than somewhere deep in CrewAI.
 
     from graph.crewai_tool import ModelSelectorTool
@@ -19,7 +20,7 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised by tests/crewai_tool/test_import_guard.py
     raise ImportError(
         "graph.crewai_tool needs CrewAI, an optional extra of model-selector: "
-        "pip install 'model-selector[crewai]'"
+        "pip install 'model-selector[crewai]' (from a checkout: pip install -e '.[crewai]')"
     ) from exc
 
 from graph.context import TaskContext

@@ -10,13 +10,28 @@ from typing import Any
 from graph.evaluate import BASELINES, load_fleet, run_policy, summarize, table, write_outputs
 
 
+_KNOWN = f"{', '.join(BASELINES)}, model:<id>"
+
+
+def _policies(text: str) -> list[str]:
+    """Policy names, checked at parsing: a typo used to fail only once the progress bar
+    had started, with a list of known policies that lacked best-single."""
+    names = [p.strip() for p in text.split(",") if p.strip()]
+    for name in names:
+        if name not in BASELINES and not (name.startswith("model:") and name[6:]):
+            raise argparse.ArgumentTypeError(f"unknown policy {name!r} (known: {_KNOWN})")
+    if not names:
+        raise argparse.ArgumentTypeError(f"no policy given (known: {_KNOWN})")
+    return names
+
+
 def add_parser(sub: Any, commands: dict[str, Any]) -> None:
     """Register `evaluate` on the CLI."""
     p = sub.add_parser("evaluate", help="route a replay dataset through the graph, per policy")
     p.add_argument("--dataset", default="llmrouter", help="llmrouter (bundled) or routerbench")
     p.add_argument("--data", help="replay file (.jsonl[.gz]) or RouterBench CSV folder")
-    p.add_argument("--policies", default=",".join(BASELINES),
-                   help=f"comma-separated: {', '.join(BASELINES)}, model:<id>")
+    p.add_argument("--policies", type=_policies, default=",".join(BASELINES),
+                   help=f"comma-separated: {_KNOWN}")
     p.add_argument("--limit", type=int, help="only the first N prompts")
     p.add_argument("--concurrency", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
@@ -49,13 +64,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from graph.replay.provider import install, registry_latencies
 
     fleet = load_fleet(args.dataset, args.data, args.limit)
+    for name in args.policies:  # a pinned id not in the registry would silently run as spec
+        if name.startswith("model:") and name[6:] not in fleet.registry.models:
+            raise ValueError(f"unknown model in policy {name!r} "
+                             f"(known: {', '.join(fleet.registry.models)})")
     out = Path(args.out)
     graph, services = _graph(fleet, out)
     provider = install(fleet.dataset, registry_latencies(fleet.registry), seed=args.seed)
     singles = {m: fleet.dataset.model_outcome(m) for m in fleet.dataset.models}
     best = max(singles, key=lambda m: singles[m].mean_score)
     best_id = next(i for i, e in fleet.registry.models.items() if e.model == f"replay/{best}")
-    names = [p.strip() for p in args.policies.split(",") if p.strip()]
+    names: list[str] = args.policies
     results = []
     with tqdm(total=len(fleet.dataset) * len(names), unit="req", disable=args.no_progress,
               file=sys.stderr, desc=f"evaluate {fleet.name}") as bar:

@@ -7,10 +7,17 @@ import re
 
 from graph.registry import PROVIDER_KEY_ENV
 
+# One alternation, so every error text costs a single regex pass. A URL's password is
+# replaced alone (user, host and path stay, so the error still says where it failed); it
+# runs to the authority's last '@', as urllib reads `u:p@ss@host`.
 _KEY_SHAPES = re.compile(
-    r"(sk-[A-Za-z0-9_\-]{8,}|gsk_[A-Za-z0-9]{8,}|AIza[0-9A-Za-z_\-]{20,}|"
+    r"(?:"
+    r"(?P<url>://[^\s/?#:@]*:)[^\s/?#]+(?=@)|"
+    r"sk-[A-Za-z0-9_\-]{8,}|gsk_[A-Za-z0-9]{8,}|AIza[0-9A-Za-z_\-]{20,}|"
+    r"gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}|(?:AKIA|ASIA)[0-9A-Z]{16}|"
     r"(?i:bearer)\s+[A-Za-z0-9._\-]{8,}|(?i:api[_-]?key)[\"'=: ]+[A-Za-z0-9._\-]{8,})"
 )
+_REPLACEMENT = r"\g<url>[REDACTED]"  # an unmatched group is empty: other shapes go whole
 
 
 def redact(text: str) -> str:
@@ -19,4 +26,4 @@ def redact(text: str) -> str:
         value = os.environ.get(env) if env else None
         if value and len(value) >= 6:
             text = text.replace(value, "[REDACTED]")
-    return _KEY_SHAPES.sub("[REDACTED]", text)
+    return _KEY_SHAPES.sub(_REPLACEMENT, text)

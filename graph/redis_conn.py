@@ -130,6 +130,10 @@ def target() -> RedisTarget:
     """The configured server, starting the embedded one if `REDIS_URL` is unset."""
     url = settings.redis_url()
     if url:
+        try:
+            redis.connection.parse_url(url)
+        except ValueError as exc:  # redis-py's message names the part, not the variable
+            raise ValueError(f"REDIS_URL: {exc}") from None
         return RedisTarget(url=url, socket_path=None)
     server = _embedded()
     return RedisTarget(url=None, socket_path=server.socket_file)  # type: ignore[attr-defined]

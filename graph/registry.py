@@ -10,7 +10,7 @@ import functools
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -191,6 +191,9 @@ class Registry(_Strict):
     policies: dict[str, DomainPolicy]
     scoring: ScoringConfig = ScoringConfig()
     source: str = ""
+    policies_source: str = ""
+    """The policies file loaded: with no `FALLBACK_POLICIES_PATH` and none beside a custom
+    registry it is the bundled default, which `registry validate` must make visible."""
 
     def breaker_policy(self, domain: str) -> CircuitBreakerPolicy:
         """The circuit-breaker settings of a domain (defaults when it has no policy)."""
@@ -256,7 +259,9 @@ def registry_path() -> Path:
 
 
 def policies_path(registry_file: Path) -> Path:
-    """`FALLBACK_POLICIES_PATH`, else `fallback_policies.yaml` beside the registry."""
+    """`FALLBACK_POLICIES_PATH`, else `fallback_policies.yaml` beside the registry, else the
+    bundled one (a custom registry may reuse the default policies; `policies_source` says
+    which file was loaded)."""
     env = os.environ.get("FALLBACK_POLICIES_PATH")
     if env:
         return Path(env)
@@ -264,13 +269,22 @@ def policies_path(registry_file: Path) -> Path:
     return beside if beside.exists() else default_config_dir() / "fallback_policies.yaml"
 
 
-def _read_yaml(path: Path) -> Mapping[str, Any]:
+def _read_yaml(path: Path, kind: str) -> Mapping[str, Any]:
+    """The file's top-level mapping. Every failure to read it (a directory, no permission,
+    not UTF-8) is a RegistryError naming the file, which the CLI reports in one line."""
     try:
-        with path.open(encoding="utf-8") as fh:
-            # safe_load's loader, in C where PyYAML has it (3x faster on large registries)
-            data = yaml.load(fh, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise RegistryError(f"{path}: file not found") from None
+    except IsADirectoryError:
+        raise RegistryError(f"{path}: is a directory, not a {kind} file") from None
+    except UnicodeDecodeError as exc:
+        raise RegistryError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except OSError as exc:
+        raise RegistryError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        # safe_load's loader, in C where PyYAML has it (3x faster on large registries)
+        data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506
     except yaml.YAMLError as exc:
         raise RegistryError(f"{path}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):
@@ -319,8 +333,13 @@ def _parse_policies(
         errors.append(f"{path}: 'policies' must be a mapping of domain -> policy")
         return {}
     policies: dict[str, DomainPolicy] = {}
+    domains: tuple[str, ...] = get_args(Domain)
     for domain, item in raw.items():
         label = f"{path}: policies.{domain}"
+        # A misspelt domain would load as an unused policy, the real one silently losing it.
+        known = domain in domains
+        if not known:
+            errors.append(f"{label}: unknown domain {domain!r} (valid: {', '.join(domains)})")
         try:
             policy = DomainPolicy.model_validate(item)
         except ValidationError as exc:
@@ -329,8 +348,8 @@ def _parse_policies(
         unknown = [m for m in policy.chain if m not in models]
         if unknown:
             errors.append(f"{label}: names models not in the registry: {', '.join(unknown)}")
-            continue
-        policies[domain] = policy
+        elif known:
+            policies[domain] = policy
     return policies
 
 
@@ -342,7 +361,7 @@ def load_registry(path: str | Path | None = None, policies: str | Path | None = 
     """
     reg_path = Path(path) if path else registry_path()
     pol_path = Path(policies) if policies else policies_path(reg_path)
-    data = _read_yaml(reg_path)
+    data = _read_yaml(reg_path, "registry")
     errors = _check_top_level(reg_path, data, {"models", "scoring"})
     models = _parse_models(reg_path, data.get("models"), errors)
     scoring = ScoringConfig()
@@ -351,9 +370,10 @@ def load_registry(path: str | Path | None = None, policies: str | Path | None = 
             scoring = ScoringConfig.model_validate(data["scoring"])
         except ValidationError as exc:
             errors.extend(f"{reg_path}: scoring.{line}" for line in _explain(exc))
-    pol_data = _read_yaml(pol_path)
+    pol_data = _read_yaml(pol_path, "policies")
     errors += _check_top_level(pol_path, pol_data, {"policies"})
     domain_policies = _parse_policies(pol_path, pol_data.get("policies"), models, errors)
     if errors:
         raise RegistryError("invalid registry:\n  " + "\n  ".join(errors))
-    return Registry(models=models, policies=domain_policies, scoring=scoring, source=str(reg_path))
+    return Registry(models=models, policies=domain_policies, scoring=scoring,
+                    source=str(reg_path), policies_source=str(pol_path))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import traceback
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -26,7 +27,7 @@ from fastapi.responses import JSONResponse
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from graph import gc_tuning, redis_conn, settings
+from graph import gc_tuning, redis_conn, settings, telemetry
 from graph.context import TaskContext
 from graph.dry_run import dry_run
 from graph.redact import redact
@@ -95,6 +96,8 @@ class Runtime:
     error: str | None = None
     durability: str = "exit"
     """`CHECKPOINT_DURABILITY`, read at startup."""
+    probe_interval_s: float = 0.0
+    """`HEALTH_PROBE_INTERVAL_S`, read at startup (0 until then: no probes)."""
 
     def ready(self) -> tuple[Services, Graph]:
         """The built pieces, or NotReady with the startup error."""
@@ -114,7 +117,10 @@ def _build(rt: Runtime, make_services: Callable[[], Services], checkpoints: bool
 
     try:
         rt.durability = settings.checkpoint_durability()
+        rt.probe_interval_s = settings.health_probe_interval_s()
+        telemetry.setup_telemetry()
         services = make_services()
+        services.feedback.check()  # a log it cannot write is a configuration error: say so now
         rt.graph = compile_graph(services, default_checkpointer() if checkpoints else None)
         if tune_gc:  # last: what start-up built is what gets frozen
             gc_tuning.tune_for_serving()
@@ -125,8 +131,10 @@ def _build(rt: Runtime, make_services: Callable[[], Services], checkpoints: bool
 
 
 async def _close(rt: Runtime) -> None:
-    """Release the Redis pools (clients built on a given pool do not close it themselves)."""
+    """Close the feedback log and release the Redis pools (clients built on a given pool
+    do not close it themselves)."""
     if rt.services is not None:
+        rt.services.feedback.close()  # writes what a full disk left queued, or logs it
         rt.services.store.client.connection_pool.disconnect()
     saver = getattr(rt.graph, "checkpointer", None)
     if saver is not None and getattr(saver, "async_", None) is not None:
@@ -166,6 +174,13 @@ def _install_handlers(app: FastAPI) -> None:
     async def not_ready(_: Request, exc: NotReady) -> JSONResponse:
         return _error(503, "not_ready", str(exc))
 
+    @app.exception_handler(Exception)
+    async def internal(request: Request, exc: Exception) -> JSONResponse:
+        """Anything else: logged with its traceback (redacted too), answered as JSON."""
+        log.error("%s %s failed: %s", request.method, request.url.path,
+                  redact("".join(traceback.format_exception(exc))))
+        return _error(500, "internal_error", f"{type(exc).__name__}: {exc}")
+
 
 def _summary(services: Services) -> dict[str, Any]:
     registry = services.registry
@@ -179,6 +194,7 @@ def _summary(services: Services) -> dict[str, Any]:
         for e in registry.models.values()
     ]
     return {"count": len(models), "source": registry.source,
+            "policies_source": registry.policies_source,
             "groups": dict(Counter(e.group for e in registry.models.values())),
             "policies": {d: list(p.chain) for d, p in registry.policies.items()},
             "models": models}
@@ -216,7 +232,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         _build(rt, make_services, checkpoints, tune_gc)
-        prober = asyncio.create_task(_probe_forever(rt, settings.health_probe_interval_s()))
+        prober = asyncio.create_task(_probe_forever(rt, rt.probe_interval_s))
         yield
         prober.cancel()
         await _close(rt)
@@ -244,7 +260,8 @@ def create_app(
             reason = redact(f"redis: {type(exc).__name__}: {exc}")
             return JSONResponse({"ready": False, "reason": reason}, 503)
         return JSONResponse({"ready": True, "models": len(rt.services.registry.models),
-                             "redis": redis_conn.target().describe()})
+                             "redis": redis_conn.target().describe(),
+                             "feedback_queued": rt.services.feedback.queued})
 
     @app.get("/v1/models")
     def models() -> dict[str, Any]:

@@ -6,6 +6,7 @@ and free of live objects.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, TypedDict
@@ -113,6 +114,23 @@ class RunSettings:
     mock_responses: Mapping[str, Any] | None = None
     """Model id (or "*") -> LiteLLM `mock_response`: offline runs through the real call path."""
 
+    def __post_init__(self) -> None:
+        """The lower bounds of the service's `Options`, for every caller.
+
+        A negative max_tokens made the worst-case cost negative, so over-budget models
+        passed the budget filter; top_k < 1 emptied the chain and blamed the models.
+        The service's upper bounds (timeout, max_tokens, top_k, tries) guard a shared
+        server and are not imposed here; temperature's range is the providers' own.
+        """
+        for name in ("max_tokens", "top_k", "max_tries_per_model"):
+            value = getattr(self, name)
+            if type(value) is not int or value < 1:
+                raise ValueError(f"{name}={value!r}: must be an integer >= 1")
+        if not (_is_number(self.timeout_s) and 0 < self.timeout_s < math.inf):
+            raise ValueError(f"timeout_s={self.timeout_s!r}: must be a finite number > 0")
+        if not (_is_number(self.temperature) and 0 <= self.temperature <= 2):
+            raise ValueError(f"temperature={self.temperature!r}: must be a number from 0 to 2")
+
     def is_mocked(self, model_id: str) -> bool:
         """Whether calls to this model are answered by a mock (so it needs no API key)."""
         return self._mock(model_id) is not None
@@ -126,6 +144,11 @@ class RunSettings:
         if not self.mock_responses:
             return None
         return self.mock_responses.get(model_id, self.mock_responses.get("*"))
+
+
+def _is_number(value: object) -> bool:
+    """An int or float, not a bool (True would pass as 1)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _unraised_copy(exc: BaseException) -> BaseException:

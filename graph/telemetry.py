@@ -8,6 +8,7 @@ no code: LangGraph traces every run when `LANGSMITH_TRACING=true` and a key are 
 
 from __future__ import annotations
 
+import importlib
 import os
 
 from opentelemetry import trace
@@ -40,23 +41,52 @@ SELECTOR_STOP = "model_selector.stop_reason"
 tracer = trace.get_tracer("model_selector")
 
 
-def setup_telemetry(endpoint: str | None = None) -> None:
-    """Export spans over OTLP (gRPC or HTTP exporter, whichever is installed).
+_EXPORTERS = {
+    "http/protobuf": ("opentelemetry.exporter.otlp.proto.http.trace_exporter",
+                      "opentelemetry-exporter-otlp-proto-http"),
+    "grpc": ("opentelemetry.exporter.otlp.proto.grpc.trace_exporter",
+             "opentelemetry-exporter-otlp-proto-grpc"),
+}
 
-    `endpoint` defaults to `OTEL_EXPORTER_OTLP_ENDPOINT`; nothing is set up without one.
+
+def setup_telemetry() -> bool:
+    """Export spans over OTLP when `OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT` is set.
+
+    For the processes this package runs (the HTTP service, the CLI's `run`); a process that
+    embeds the graph sets up its own SDK and gets the spans wherever it sends them. The
+    exporter reads the standard `OTEL_EXPORTER_OTLP_*` variables itself (endpoint, headers,
+    timeout), so they mean what OpenTelemetry says: over HTTP a bare endpoint gets
+    `/v1/traces` appended. `OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL` picks `http/protobuf`
+    (the default, in the `service` extra) or `grpc`. Not `opentelemetry-instrument`: that
+    would add the distro and auto-instrumentation for one exporter. Returns whether one
+    was set up; a bad protocol or a missing exporter package is a ValueError naming the fix.
     """
-    endpoint = endpoint or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-    if not endpoint:
-        return
+    endpoint = (os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+                or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+    if not endpoint or os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return False
+    variable, protocol = next(
+        ((v, p) for v in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
+         if (p := os.environ.get(v))), (None, "http/protobuf"))
+    if protocol not in _EXPORTERS:
+        raise ValueError(f"{variable}={protocol!r}: expected one of {', '.join(_EXPORTERS)}")
+    module, package = _EXPORTERS[protocol]
+    try:
+        exporter = importlib.import_module(module).OTLPSpanExporter
+    except ImportError:
+        raise ValueError(f"OTLP export over {protocol} needs {package}: pip install "
+                         f"{package} (or unset OTEL_EXPORTER_OTLP_ENDPOINT)") from None
+    from opentelemetry.sdk.resources import SERVICE_NAME, Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    try:
-        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-    except ImportError:  # the HTTP exporter is the lighter install
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore
-            OTLPSpanExporter,
-        )
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+    if isinstance(trace.get_tracer_provider(), TracerProvider):
+        return True  # set up already (here, or by the process itself): that one stays
+    # OTEL_SERVICE_NAME or OTEL_RESOURCE_ATTRIBUTES, when they name the service, win
+    named = (os.environ.get("OTEL_SERVICE_NAME")
+             or "service.name=" in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", ""))
+    resource = Resource.create({} if named else {SERVICE_NAME: "model-selector"})
+    provider = TracerProvider(resource=resource)
+    provider.add_span_processor(BatchSpanProcessor(exporter()))  # flushed at exit
     trace.set_tracer_provider(provider)
+    return True

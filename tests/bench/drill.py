@@ -28,8 +28,8 @@ mistral-large, claude-3.5-sonnet). With these defaults every chain keeps a model
 fault touches (self_heal: gpt-4o-mini and deepseek; optimize: gpt-4o-mini; modernize:
 mistral-large), so a healthy candidate always exists. With `--down-provider openai/` (which
 takes gpt-4o-mini out of two chains) and a 429 burst on the optimize or modernize second
-model, some requests have none: they end in NoEligibleModel, which the graph raises, so
-they get no feedback record.
+model, some requests have none: they end in NoEligibleModel, which the graph raises after
+writing their feedback record.
 
 Settings that differ from production, on purpose:
 

@@ -60,6 +60,11 @@ def test_select_never_imports_litellm_or_langgraph(env):
     (["--priority", "urgent"], "argument --priority: invalid choice"),
     (["--max-cost-usd", "-1"], "max_cost_usd: Input should be greater than or equal to 0"),
     (["--task-type", "Fix It!"], "task_type: String should match pattern"),
+    (["--max-cost-usd", "inf"], "max_cost_usd: Input should be a finite number"),
+    # a negative max_tokens made the worst-case cost negative: over-budget models passed
+    (["--max-tokens", "-100000000"], "argument --max-tokens: must be an integer >= 1"),
+    (["--top-k", "0"], "argument --top-k: must be an integer >= 1"),
+    (["--top-k", "-2"], "argument --top-k: must be an integer >= 1"),
 ])
 def test_bad_input_is_one_line_and_exit_2(env, args, message):
     out = cli(env, *SELECT, *args)
@@ -80,6 +85,32 @@ def test_run_offline_with_a_mock_response_excludes_keyless_models(env):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "done"
     assert "model llama-3.3-70b-versatile" in out.stderr
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--timeout-s", "-1"], "argument --timeout-s: must be a finite number > 0"),
+    (["--timeout-s", "nan"], "argument --timeout-s: must be a finite number > 0"),
+    (["--top-k", "-1"], "argument --top-k: must be an integer >= 1"),
+])
+def test_run_rejects_bad_settings_at_parsing(env, args, message):
+    out = cli(env, "run", *SELECT[1:], "--prompt", "p", "--mock-response", "done", *args)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.strip() == f"model-selector run: error: {message}"
+
+
+def test_evaluate_rejects_an_unknown_policy_at_parsing_listing_all(env):
+    out = cli(env, "evaluate", "--policies", "spec,bogus")
+    assert out.returncode == 2
+    assert out.stderr.strip() == (
+        "model-selector evaluate: error: argument --policies: unknown policy 'bogus' "
+        "(known: random, cheapest, best-single, spec, model:<id>)")
+
+
+def test_evaluate_rejects_a_pinned_model_not_in_the_registry_before_running(env, tmp_path):
+    out = cli(env, "evaluate", "--policies", "model:nope", "--out", str(tmp_path))
+    assert out.returncode == 2
+    assert out.stderr.startswith("model-selector: error: unknown model in policy 'model:nope'")
+    assert len(out.stderr.strip().splitlines()) == 1  # no progress bar, no traceback
 
 
 def test_run_without_keys_or_mocks_names_the_missing_variables(env):

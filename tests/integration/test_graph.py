@@ -44,6 +44,20 @@ def test_success_on_the_primary(selection, services):
     assert services.store.usage(PRIMARY)[0]["success"] is True
 
 
+def test_an_unwritable_feedback_log_keeps_the_answer_the_usage_and_the_record(
+        selection, services, tmp_path):
+    blocker = tmp_path / "logs"
+    blocker.write_text("a file where the log's folder should be")
+    services.feedback.path = blocker / "fb.jsonl"  # as after a bad FEEDBACK_LOG_PATH
+    out = run(selection, {"*": "fuser -k 8080/tcp"})
+    assert out["success"] and out["response"] == "fuser -k 8080/tcp"  # paid for: returned
+    assert services.store.usage(PRIMARY)[0]["success"] is True
+    assert services.feedback.queued == 1
+    blocker.unlink()
+    run(selection, {"*": "ok"})
+    assert [r["success"] for r in feedback(services)] == [True, True]
+
+
 def test_failed_primary_ends_on_a_fallback_with_feedback_usage_and_history(selection, services):
     out = run(selection, {PRIMARY: "litellm.RateLimitError", "*": "ok from fallback"})
     assert out["success"] and out["model_used"] == SECOND

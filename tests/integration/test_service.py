@@ -103,7 +103,8 @@ def test_select_with_keys_required_is_what_this_replica_would_run(
 def test_select_calls_no_model(make_client: Callable[..., TestClient], tmp_path: Path) -> None:
     client = make_client()
     assert client.post("/v1/select", json=REQUEST).status_code == 200
-    assert not (tmp_path / "feedback.jsonl").exists()  # nothing recorded: nothing was called
+    # opened (checked) at start-up; nothing recorded, since nothing was called
+    assert (tmp_path / "feedback.jsonl").read_text() == ""
 
 
 def test_run_serves_with_the_primary(make_client: Callable[..., TestClient], tmp_path: Path) -> None:
@@ -166,6 +167,7 @@ def test_models_summarises_the_registry(make_client: Callable[..., TestClient]) 
     assert body["count"] == len(body["models"]) == 58
     assert body["groups"] == {"self_heal": 10, "optimize": 15, "modernize": 12, "specialized": 21}
     assert body["policies"]["self_heal"]
+    assert body["policies_source"].endswith("fallback_policies.yaml")
     assert {"id", "status", "model", "api_key_env"} <= set(body["models"][0])
 
 
@@ -261,14 +263,27 @@ def test_run_keeps_the_final_state_by_default_and_every_step_when_asked(
                      "record_feedback"]
 
 
-def test_a_bad_durability_keeps_the_service_unready_naming_the_variable(
+@pytest.mark.parametrize(("env", "message"), [
+    ({"CHECKPOINT_DURABILITY": "always"},
+     "CHECKPOINT_DURABILITY='always': must be one of exit, async, sync"),
+    ({"HEALTH_PROBE_INTERVAL_S": "often"},
+     "HEALTH_PROBE_INTERVAL_S='often': must be a non-negative float"),
+    ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
+      "OTEL_EXPORTER_OTLP_PROTOCOL": "udp"},
+     "OTEL_EXPORTER_OTLP_PROTOCOL='udp': expected one of http/protobuf, grpc"),
+    ({"FEEDBACK_LOG_PATH": "/dev/null/fb.jsonl"},
+     "feedback log /dev/null/fb.jsonl (FEEDBACK_LOG_PATH) cannot be written"),
+])
+def test_a_bad_setting_keeps_the_service_unready_naming_the_variable(
     make_client: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch,
+    env: dict[str, str], message: str,
 ) -> None:
-    monkeypatch.setenv("CHECKPOINT_DURABILITY", "always")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
     client = make_client()
     ready = client.get("/readyz")
     assert ready.status_code == 503
-    assert "CHECKPOINT_DURABILITY='always': must be one of exit, async, sync" in ready.text
+    assert message in ready.text
     assert client.post("/v1/run", json=REQUEST).status_code == 503
 
 
@@ -301,3 +316,22 @@ def test_a_bad_gc_threshold_keeps_the_service_unready_naming_the_variable(
     assert ready.status_code == 503
     assert "GC_YOUNG_THRESHOLD='lots': must be a non-negative int" in ready.text
     assert gc.get_threshold() == threshold
+
+
+def test_an_unexpected_failure_is_a_json_500_without_secrets(
+    make_client: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    client = make_client()
+    graph = client.app.state.runtime.graph  # type: ignore[attr-defined]
+
+    async def broken(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("exploded near sk-live1234567890abcdef")
+
+    monkeypatch.setattr(graph, "ainvoke", broken)
+    # the app's own lifespan (run by `client`) built the graph; this client shows the 500
+    reply = TestClient(client.app, raise_server_exceptions=False).post("/v1/run", json=REQUEST)
+    assert reply.status_code == 500
+    assert reply.json() == {"error": "internal_error",
+                            "message": "RuntimeError: exploded near [REDACTED]"}
+    assert "sk-live" not in caplog.text and "exploded near [REDACTED]" in caplog.text

@@ -106,3 +106,73 @@ def test_registry_path_env_selects_another_registry(tmp_path, monkeypatch):
 
 def test_installed_copy_is_found():
     assert (default_config_dir() / "model_registry.yaml").exists()
+
+
+@pytest.mark.parametrize("which", ["registry", "policies"])
+def test_directory_instead_of_file_is_a_registry_error(tmp_path, which):
+    reg = write(tmp_path, two_models())
+    (tmp_path / "somedir").mkdir()
+    args = (tmp_path / "somedir", None) if which == "registry" else (reg, tmp_path / "somedir")
+    with pytest.raises(RegistryError, match=f"somedir: is a directory, not a {which} file"):
+        load_registry(*args)
+
+
+def test_registry_path_env_naming_a_directory(tmp_path, monkeypatch):
+    monkeypatch.setenv("REGISTRY_PATH", str(tmp_path))
+    with pytest.raises(RegistryError, match="is a directory"):
+        load_registry()
+
+
+@pytest.mark.parametrize("which", ["registry", "policies"])
+def test_undecodable_file_is_named(tmp_path, which):
+    reg = write(tmp_path, two_models())
+    bad = reg if which == "registry" else tmp_path / "fallback_policies.yaml"
+    bad.write_bytes(bad.read_bytes() + b"# caf\xe9\n")  # Latin-1, not UTF-8
+    with pytest.raises(RegistryError, match=f"{bad}: not UTF-8 text"):
+        load_registry(reg)
+
+
+def test_unreadable_file_is_named(tmp_path, monkeypatch):
+    reg = write(tmp_path, two_models())
+
+    def denied(self, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "open", denied)
+    monkeypatch.setattr(Path, "read_text", denied)
+    with pytest.raises(RegistryError, match=f"{reg}: cannot read: Permission denied"):
+        load_registry(reg)
+
+
+def test_policy_for_unknown_domain_names_key_and_valid_ones(tmp_path):
+    policies = """
+        policies:
+          optimise:
+            primary: a
+          modernize:
+            primary: ghost
+    """
+    with pytest.raises(RegistryError) as err:
+        load_registry(write(tmp_path, two_models(), policies))
+    message = str(err.value)
+    assert (f"{tmp_path / 'fallback_policies.yaml'}: policies.optimise: unknown domain "
+            "'optimise' (valid: self_heal, optimize, modernize)") in message
+    assert "policies.modernize: names models not in the registry: ghost" in message  # all at once
+
+
+def test_policies_source_names_the_file_loaded(tmp_path, monkeypatch):
+    reg = write(tmp_path, two_models())
+    assert load_registry(reg).policies_source == str(tmp_path / "fallback_policies.yaml")
+    other = tmp_path / "other.yaml"
+    other.write_text("policies:\n  optimize:\n    primary: b\n")
+    monkeypatch.setenv("FALLBACK_POLICIES_PATH", str(other))
+    assert load_registry(reg).policies_source == str(other)
+
+
+def test_policies_source_shows_the_bundled_fallback(tmp_path):
+    # A copy of the registry with no policies beside it silently used the bundled ones.
+    copy = tmp_path / "model_registry.yaml"
+    copy.write_bytes((default_config_dir() / "model_registry.yaml").read_bytes())
+    reg = load_registry(copy)
+    assert reg.source == str(copy)
+    assert reg.policies_source == str(default_config_dir() / "fallback_policies.yaml")

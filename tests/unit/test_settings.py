@@ -39,3 +39,15 @@ def test_a_bad_value_names_its_variable(monkeypatch, name, value, read):
     monkeypatch.setenv(name, value)
     with pytest.raises(ValueError, match=f"^{name}='{value}': must be"):
         read()
+
+
+@pytest.mark.parametrize(("url", "why"), [
+    ("foo://127.0.0.1", "must specify one of the following schemes"),
+    ("redis://127.0.0.1:notaport/0", "Port could not be cast"),
+])
+def test_a_bad_redis_url_names_the_variable(monkeypatch, url, why):
+    from graph import redis_conn
+
+    monkeypatch.setenv("REDIS_URL", url)
+    with pytest.raises(ValueError, match=f"^REDIS_URL: .*{why}"):
+        redis_conn.target()

@@ -1,0 +1,39 @@
+import math
+
+import pytest
+
+from graph.state import RunSettings
+
+
+@pytest.mark.parametrize(("field", "value", "rule"), [
+    ("max_tokens", -10**8, "must be an integer >= 1"),
+    ("max_tokens", 0, "must be an integer >= 1"),
+    ("max_tokens", 2.5, "must be an integer >= 1"),
+    ("top_k", 0, "must be an integer >= 1"),
+    ("top_k", -2, "must be an integer >= 1"),
+    ("max_tries_per_model", 0, "must be an integer >= 1"),
+    ("timeout_s", 0, "must be a finite number > 0"),
+    ("timeout_s", -1.0, "must be a finite number > 0"),
+    ("timeout_s", math.inf, "must be a finite number > 0"),
+    ("timeout_s", math.nan, "must be a finite number > 0"),
+    ("temperature", -0.1, "must be a number from 0 to 2"),
+    ("temperature", 2.5, "must be a number from 0 to 2"),
+    ("temperature", math.nan, "must be a number from 0 to 2"),
+])
+def test_rejects_values_the_service_would_reject_naming_field_and_rule(field, value, rule):
+    with pytest.raises(ValueError, match=rf"^{field}=.*: {rule}$"):
+        RunSettings(**{field: value})
+
+
+def test_accepts_the_defaults_and_the_edges():
+    RunSettings()
+    RunSettings(max_tokens=1, top_k=1, max_tries_per_model=1, timeout_s=0.001,
+                temperature=0)
+    RunSettings(timeout_s=30, temperature=2)  # ints where floats are declared
+
+
+def test_replace_revalidates():
+    import dataclasses
+
+    with pytest.raises(ValueError, match="top_k=0"):
+        dataclasses.replace(RunSettings(), top_k=0)
