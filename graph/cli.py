@@ -7,7 +7,6 @@ Bad input ends with one line on stderr and exit code 2, never a traceback. `sele
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from collections.abc import Sequence
 
@@ -19,28 +18,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _count(text: str) -> int:
-    """An integer >= 1: --top-k 0 emptied the chain; a negative --max-tokens, the budget."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be an integer >= 1")
-    return value
-
-
-def _seconds(text: str) -> float:
-    """A finite number > 0 (float() also takes 'inf' and 'nan')."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError("must be a finite number > 0")
-    return value
 
 
 def _task_args(p: argparse.ArgumentParser, *, prompt_required: bool) -> None:
@@ -56,8 +33,8 @@ def _task_args(p: argparse.ArgumentParser, *, prompt_required: bool) -> None:
     p.add_argument("--agent-category", default="")
     p.add_argument("--prompt", required=prompt_required)
     p.add_argument("--system-prompt")
-    p.add_argument("--max-tokens", type=_count, default=4096)
-    p.add_argument("--top-k", type=_count, default=3)
+    p.add_argument("--max-tokens", type=cmd.count, default=4096)
+    p.add_argument("--top-k", type=cmd.count, default=3)
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -70,7 +47,7 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="select, call, fall back; print the answer")
     _task_args(run, prompt_required=True)
     run.add_argument("--mock-response", help="answer every call with this text (offline run)")
-    run.add_argument("--timeout-s", type=_seconds, default=30.0)
+    run.add_argument("--timeout-s", type=cmd.seconds, default=30.0)
     reg = sub.add_parser("registry", help="validate, list or load the registry")
     reg_sub = reg.add_subparsers(dest="action", required=True, parser_class=_Parser)
     v = reg_sub.add_parser("validate", help="check a registry file and its policies")

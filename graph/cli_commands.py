@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from typing import Any
 
@@ -16,6 +17,29 @@ from graph.registry import Registry, RegistryError, load_registry
 
 class UserError(Exception):
     """Printed as one line; the command exits with status 2."""
+
+
+def count(text: str) -> int:
+    """argparse type, an integer >= 1: --top-k 0 emptied the chain, a negative --max-tokens
+    defeated the budget, and evaluate's --concurrency 0 failed only once it had started."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be an integer >= 1")
+    return value
+
+
+def seconds(text: str) -> float:
+    """argparse type, a finite number > 0 (float() also takes 'inf' and 'nan')."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError("must be a finite number > 0")
+    return value
 
 
 def emit(data: Any) -> None:
@@ -155,14 +179,20 @@ def cmd_health(args: argparse.Namespace) -> int:
     """Every model's health, circuit and cooldown (and `--probe`: check URLs now)."""
     from graph.health import health_report
 
-    rows = health_report(_registry(), _store(), probe=args.probe)
+    store = _store()
+    rows = health_report(_registry(), store, probe=args.probe)
     if args.json:
         emit(rows)
+    else:
+        for row in rows:
+            print(f"{row['model_id']:<32} {row['health']:<9} circuit {row['circuit']:<9} "
+                  f"{row['detail']}")
+    if store.online:
         return 0
-    for row in rows:
-        print(f"{row['model_id']:<32} {row['health']:<9} circuit {row['circuit']:<9} "
-              f"{row['detail']}")
-    return 0
+    # this process's own view: every circuit closed, the YAML statuses; not the fleet's
+    print("model-selector: redis unavailable: this shows the registry's statuses (and any "
+          "probe), not the health and circuits the replicas share", file=sys.stderr)
+    return 1
 
 
 COMMANDS = {"select": cmd_select, "run": cmd_run, "registry": cmd_registry,

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from graph.cli_commands import count
 from graph.evaluate import BASELINES, load_fleet, run_policy, summarize, table, write_outputs
 
 
@@ -32,8 +33,8 @@ def add_parser(sub: Any, commands: dict[str, Any]) -> None:
     p.add_argument("--data", help="replay file (.jsonl[.gz]) or RouterBench CSV folder")
     p.add_argument("--policies", type=_policies, default=",".join(BASELINES),
                    help=f"comma-separated: {_KNOWN}")
-    p.add_argument("--limit", type=int, help="only the first N prompts")
-    p.add_argument("--concurrency", type=int, default=4)
+    p.add_argument("--limit", type=count, help="only the first N prompts")
+    p.add_argument("--concurrency", type=count, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="evaluation", help="folder for the JSON and PNG")
     p.add_argument("--no-progress", action="store_true")

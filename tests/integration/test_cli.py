@@ -106,6 +106,16 @@ def test_evaluate_rejects_an_unknown_policy_at_parsing_listing_all(env):
         "(known: random, cheapest, best-single, spec, model:<id>)")
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["--concurrency", "0"], "argument --concurrency: must be an integer >= 1"),
+    (["--limit", "-1"], "argument --limit: must be an integer >= 1"),
+])
+def test_evaluate_rejects_counts_below_one_at_parsing(env, args, message):
+    out = cli(env, "evaluate", *args)
+    assert out.returncode == 2
+    assert out.stderr.strip() == f"model-selector evaluate: error: {message}"
+
+
 def test_evaluate_rejects_a_pinned_model_not_in_the_registry_before_running(env, tmp_path):
     out = cli(env, "evaluate", "--policies", "model:nope", "--out", str(tmp_path))
     assert out.returncode == 2
@@ -136,5 +146,16 @@ def test_registry_commands(env, tmp_path):
 
 
 def test_health_lists_every_model(env):
-    rows = json.loads(cli(env, "health", "--json").stdout)
+    out = cli(env, "health", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = json.loads(out.stdout)
     assert len(rows) == 58 and {r["circuit"] for r in rows} == {"closed"}
+
+
+def test_health_without_redis_says_it_cannot_show_the_shared_state(env):
+    out = cli({**env, "REDIS_URL": "redis://127.0.0.1:1/0"}, "health")
+    assert out.returncode == 1
+    assert len(out.stdout.splitlines()) == 58  # the registry's view, still printed
+    assert out.stderr.strip().endswith("model-selector: redis unavailable: this shows the "
+                                       "registry's statuses (and any probe), not the health "
+                                       "and circuits the replicas share")
