@@ -97,6 +97,9 @@ def read_records(path: str | Path) -> Iterator[Record]:
         ReplayFormatError: on the first bad line, naming file, line number and reason.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ReplayFormatError(f"{path}: is a directory, not a replay file (.jsonl or .jsonl.gz;"
+                                " RouterBench CSV folders go with --dataset routerbench)")
     if not path.is_file():
         raise ReplayFormatError(f"{path}: file not found")
     with _open_text(path, "r") as fh:

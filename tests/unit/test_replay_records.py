@@ -98,6 +98,11 @@ def test_missing_file_is_a_format_error(tmp_path: Path) -> None:
         list(read_records(tmp_path / "nope.jsonl"))
 
 
+def test_a_directory_is_named_as_one(tmp_path: Path) -> None:
+    with pytest.raises(ReplayFormatError, match=f"^{tmp_path}: is a directory, not a replay"):
+        list(read_records(tmp_path))
+
+
 def test_dataset_looks_up_by_id_and_exact_prompt() -> None:
     data = ReplayDataset(RECORDS)
     assert len(data) == 3
