@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import inspect
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -17,6 +17,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
 from graph.checkpoint import NEW_THREAD
+from graph.context import TaskContext
 from graph.services import Services
 from graph.state import RunSettings, SelectionInput, SelectionOutput, SelectionState
 from nodes import llm
@@ -112,26 +113,35 @@ def _with_thread(config: RunnableConfig | None) -> RunnableConfig:
     return config  # type: ignore[return-value]
 
 
+def _request(request: Any) -> Any:
+    """The caller's request as the graph keeps it: the optional `system_prompt` always set
+    (on a reused thread an omitted one would be the previous request's) and the context as
+    plain JSON (a TaskContext object would be a pydantic object in the checkpoint)."""
+    if not isinstance(request, Mapping):
+        return request  # None (resume from the checkpoint) or a Command
+    request = {"system_prompt": None, **request}
+    if isinstance(request.get("context"), TaskContext):
+        request["context"] = request["context"].model_dump(mode="json")
+    return request
+
+
 class SelectionGraph(CompiledStateGraph):
     """A compiled graph that gives each run a fresh thread id when the caller has none.
 
     A checkpointed LangGraph refuses to run without `configurable.thread_id`; agents call
     `selection_graph.invoke(request)`, so each such call becomes its own thread, whose id
-    the result carries (`thread_id`) for reading its history. Inside a parent graph the
-    parent's config (and thread) is used unchanged.
+    the result carries (`thread_id`, the feedback record's `request_id`) for reading its
+    history. Without a checkpointer the id still names the request in feedback and usage.
+    Inside a parent graph the parent's config (and thread) is used unchanged.
     """
 
     def stream(self, input: Any, config: RunnableConfig | None = None,  # noqa: A002, D102
                **kwargs: Any) -> Iterator[Any]:
-        if self.checkpointer not in (None, False, True):
-            config = _with_thread(config)
-        return super().stream(input, config, **kwargs)
+        return super().stream(_request(input), _with_thread(config), **kwargs)
 
     def astream(self, input: Any, config: RunnableConfig | None = None,  # noqa: A002, D102
                 **kwargs: Any) -> AsyncIterator[Any]:
-        if self.checkpointer not in (None, False, True):
-            config = _with_thread(config)
-        return super().astream(input, config, **kwargs)
+        return super().astream(_request(input), _with_thread(config), **kwargs)
 
 
 def compile_graph(

@@ -19,9 +19,10 @@ CALLED = frozenset({None, "rate_limit", "timeout", "connection", "server_error",
 
 
 def summarize_error(attempts: list[Attempt]) -> str:
-    """One line listing every attempt, for a request that was not served."""
-    parts = [f"{a['model_id']}#{a['try_no']}: {a['error_class']} ({a['error']})"
-             for a in attempts if not a["ok"]]
+    """One line listing every attempt, for a request that was not served (a provider's
+    multi-line message, a pydantic error say, is folded onto it)."""
+    parts = [f"{a['model_id']}#{a['try_no']}: {a['error_class']} "
+             f"({' '.join(str(a['error']).split())})" for a in attempts if not a["ok"]]
     return f"all {len(parts)} attempts failed: " + "; ".join(parts)
 
 

@@ -151,6 +151,12 @@ def test_exhausted_chain_returns_one_error_listing_every_attempt(selection, serv
     assert record["success"] is False and record["failed_models"] == sorted([PRIMARY, SECOND, THIRD])
 
 
+def test_the_error_stays_one_line_when_a_provider_message_spans_several(selection):
+    out = run(selection, {"*": err(litellm.BadRequestError, "1 validation error\n  messages: bad")})
+    assert out["stop_reason"] == "bad_request"
+    assert "\n" not in out["error"] and "1 validation error messages: bad" in out["error"]
+
+
 def test_missing_keys_exclude_hosted_models_naming_the_variable(selection, services):
     out = run(selection, {THIRD: "local answer"}, require_keys=True)
     assert out["excluded"][PRIMARY] == "missing API key: set GROQ_API_KEY"
@@ -171,12 +177,57 @@ def test_bad_input_is_rejected_naming_the_field(selection):
         selection.invoke({"context": PORT_HEALER, "prompt": "  "})
 
 
-def test_taskcontext_object_is_accepted(selection):
+@pytest.mark.parametrize(("policy", "message"), [
+    ("bogus", "policy: unknown policy 'bogus' (known: spec, cheapest, random, model:<id>)"),
+    ("model:nope", "policy: 'model:nope' pins a model the registry does not have"),
+])
+def test_a_bad_policy_is_rejected_before_anything_runs(selection, services, policy, message):
+    from nodes.analyze_context import BadRequest
+
+    with pytest.raises(BadRequest) as caught:
+        run(selection, {"*": "ok"}, policy=policy)
+    assert str(caught.value) == message
+    assert not services.feedback.path.exists()  # not a request that was routed
+
+
+def test_taskcontext_object_is_accepted_and_checkpointed_as_plain_json(selection):
     from graph.context import TaskContext
 
     out = selection.invoke({"context": TaskContext(**PORT_HEALER), "prompt": PROMPT},
                            context=RunSettings(mock_responses={"*": "ok"}))
     assert out["model_used"] == PRIMARY
+    state = selection.get_state({"configurable": {"thread_id": out["thread_id"]}})
+    assert type(state.values["context"]) is dict  # no pydantic object in the checkpoint
+    assert state.values["context"]["agent_id"] == "PortCollisionHealer"
+
+
+def test_a_reused_thread_id_starts_each_request_afresh(selection, services):
+    thread = {"configurable": {"thread_id": "agent-7-conversation"}}
+    refuse = litellm.ContentPolicyViolationError("no", model="m", llm_provider="groq")
+    first = selection.invoke(
+        {"context": PORT_HEALER, "prompt": "first", "system_prompt": "INTERNAL NOTES"}, thread,
+        context=RunSettings(mock_responses={PRIMARY: refuse, "*": "ok"}))
+    assert first["fallback_triggered"] is True
+    bad = err(litellm.BadRequestError)  # the caller's fault: only the primary is tried
+    second = selection.invoke({"context": PORT_HEALER, "prompt": "second"}, thread,
+                              context=RunSettings(mock_responses={"*": bad}))
+    assert second["stop_reason"] == "bad_request" and len(second["attempts"]) == 1
+    assert second["fallback_triggered"] is False
+    assert feedback(services)[-1]["fallback_triggered"] is False
+    values = selection.get_state(thread).values
+    assert values["messages"] == [{"role": "user", "content": "second"}]  # no stale system
+
+
+def test_without_a_checkpointer_each_request_still_has_an_id(services):
+    from graph.builder import compile_graph
+
+    graph = compile_graph(services, checkpointer=None)
+    ids = [graph.invoke({"context": PORT_HEALER, "prompt": PROMPT},
+                        context=RunSettings(mock_responses={"*": "ok"}))["thread_id"]
+           for _ in range(2)]
+    assert all(ids) and ids[0] != ids[1]
+    assert [r["request_id"] for r in feedback(services)] == ids
+    assert {u["request_id"] for u in services.store.usage(PRIMARY)} == set(ids)
 
 
 async def test_ainvoke_has_the_same_semantics(selection, services):
