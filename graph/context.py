@@ -28,8 +28,9 @@ class TaskContext(BaseModel):
 
     max_cost_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     """Budget for the whole request, all attempts together; inf would pass every model."""
-    max_latency_ms: int | None = Field(default=None, gt=0)
-    """Deadline for the whole request, all attempts together."""
+    max_latency_ms: int | None = Field(default=None, gt=0, le=86_400_000)
+    """Deadline for the whole request, all attempts together (at most a day: a larger
+    integer cannot even be checkpointed)."""
     require_local: bool = False
     """Only models tagged `local` (data must not leave the platform)."""
 

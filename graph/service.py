@@ -21,9 +21,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -98,6 +99,8 @@ class Runtime:
     """`CHECKPOINT_DURABILITY`, read at startup."""
     probe_interval_s: float = 0.0
     """`HEALTH_PROBE_INTERVAL_S`, read at startup (0 until then: no probes)."""
+    max_request_bytes: int = 16 * 1024 * 1024
+    """`MAX_REQUEST_BYTES`, read at startup."""
 
     def ready(self) -> tuple[Services, Graph]:
         """The built pieces, or NotReady with the startup error."""
@@ -118,6 +121,7 @@ def _build(rt: Runtime, make_services: Callable[[], Services], checkpoints: bool
     try:
         rt.durability = settings.checkpoint_durability()
         rt.probe_interval_s = settings.health_probe_interval_s()
+        rt.max_request_bytes = settings.max_request_bytes()
         telemetry.setup_telemetry()
         services = make_services()
         services.feedback.check()  # a log it cannot write is a configuration error: say so now
@@ -140,6 +144,7 @@ async def _close(rt: Runtime) -> None:
     if saver is not None and getattr(saver, "async_", None) is not None:
         saver.sync.client.connection_pool.disconnect()
         await saver.async_.client.aclose(close_connection_pool=True)
+    redis_conn.stop_embedded()  # without REDIS_URL: saved now, as exit hooks may not run
 
 
 def _error(status: int, error: str, message: str, **extra: Any) -> JSONResponse:
@@ -152,7 +157,57 @@ def _fields(errors: Any) -> list[dict[str, Any]]:
             for e in errors]
 
 
+class _BodyLimit:
+    """413 for a request body over `MAX_REQUEST_BYTES`, before FastAPI reads it.
+
+    FastAPI reads and parses a whole body on the event loop before validation can refuse
+    it: a 100 MB prompt held every request, `/healthz` included, for 4 s. A declared
+    length is refused before reading; a chunked body, once it passes the limit.
+    """
+
+    def __init__(self, app: Any, rt: Runtime) -> None:
+        self.app, self.rt = app, rt
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        limit = self.rt.max_request_bytes
+        if scope["type"] != "http" or not limit:
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await _too_large(limit)(scope, receive, send)
+            return
+        seen = 0
+
+        async def counted() -> Any:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                # FastAPI passes its own HTTPException through the body parsing
+                raise HTTPException(413, f"request body over {limit} bytes (MAX_REQUEST_BYTES)")
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def _too_large(limit: int) -> JSONResponse:
+    return _error(413, "request_too_large",
+                  f"request body over {limit} bytes (MAX_REQUEST_BYTES)")
+
+
+_HTTP_ERRORS = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+
+
 def _install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Routing errors (404, 405) in the same shape as every other error."""
+        response = _error(exc.status_code, _HTTP_ERRORS.get(exc.status_code, "http_error"),
+                          str(exc.detail))
+        response.headers.update(exc.headers or {})  # 405's Allow
+        return response
+
     @app.exception_handler(RequestValidationError)
     async def invalid_body(_: Request, exc: RequestValidationError) -> JSONResponse:
         return _error(422, "validation_error", "invalid request body", detail=_fields(exc.errors()))
@@ -239,6 +294,7 @@ def create_app(
 
     app = FastAPI(title="model-selector", version="1", lifespan=lifespan)
     app.state.runtime = rt
+    app.add_middleware(_BodyLimit, rt=rt)
     _install_handlers(app)
 
     @app.get("/healthz")

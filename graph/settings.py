@@ -53,6 +53,12 @@ def health_probe_interval_s() -> float:
     return float(_number("HEALTH_PROBE_INTERVAL_S", 30, float))
 
 
+def max_request_bytes() -> int:
+    """`MAX_REQUEST_BYTES`: the largest request body the service reads (default 16 MiB,
+    about four times a million-token prompt; 0: no limit)."""
+    return int(_number("MAX_REQUEST_BYTES", 16 * 1024 * 1024, int))
+
+
 def gc_young_threshold() -> int:
     """`GC_YOUNG_THRESHOLD`: allocations between young-generation collections in the service
     (default 50,000; 0 keeps CPython's 700). See graph/gc_tuning.py."""

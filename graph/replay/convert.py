@@ -180,6 +180,9 @@ class FeedbackSummary:
     lines: int
     records: int
     skipped_no_prompt: int
+    skipped_torn: tuple[int, ...] = ()
+    """Line numbers that are not JSON: a write cut short (a full disk), whose record the
+    log wrote again in full afterwards (graph/feedback.py)."""
 
 
 def _feedback_score(row: dict[str, Any]) -> float:
@@ -194,12 +197,14 @@ def from_feedback(path: str | Path) -> tuple[list[Record], FeedbackSummary]:
     """The project's feedback log: lines carrying a prompt become records.
 
     Lines for the same prompt are merged into one record; a model seen several times on
-    it gets its mean score, cost and latency. Lines without a prompt are counted, skipped.
+    it gets its mean score, cost and latency. Lines without a prompt, and torn lines (not
+    JSON), are counted and skipped; a JSON line that is not a record is an error.
     """
     path = Path(path)
     groups: dict[str, dict[str, list[tuple[float, float, float | None]]]] = {}
     task_of: dict[str, str] = {}
     lines = skipped = 0
+    torn: list[int] = []
     with path.open(encoding="utf-8") as fh:
         for number, line in enumerate(fh, 1):
             if not line.strip():
@@ -207,6 +212,10 @@ def from_feedback(path: str | Path) -> tuple[list[Record], FeedbackSummary]:
             lines += 1
             try:
                 row = json.loads(line)
+            except json.JSONDecodeError:
+                torn.append(number)
+                continue
+            try:
                 if not row.get("prompt"):
                     skipped += 1
                     continue
@@ -216,11 +225,11 @@ def from_feedback(path: str | Path) -> tuple[list[Record], FeedbackSummary]:
                     row.get("latency_ms"),
                 )
                 groups.setdefault(row["prompt"], defaultdict(list))[row["model_id"]].append(entry)
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            except (AttributeError, KeyError, TypeError, ValueError) as exc:
                 raise ReplayFormatError(f"{path}:{number}: {_why(exc)}") from None
             task_of.setdefault(row["prompt"], row.get("task_type") or "unknown")
     records = [_feedback_record(p, per_model, task_of[p]) for p, per_model in groups.items()]
-    return records, FeedbackSummary(lines, len(records), skipped)
+    return records, FeedbackSummary(lines, len(records), skipped, tuple(torn))
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -253,13 +262,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.source != "routerbench" and len(args.src) != 1:
         parser.error(f"{args.source} takes one input file")
     note = ""
-    if args.source == "llmrouter":
-        records = from_llmrouter(args.src[0], args.queries, args.prices)
-    elif args.source == "routerbench":
-        records = from_routerbench(args.src)
-    else:
-        records, summary = from_feedback(args.src[0])
-        note = f"; skipped {summary.skipped_no_prompt} of {summary.lines} lines without a prompt"
+    try:
+        if args.source == "llmrouter":
+            records = from_llmrouter(args.src[0], args.queries, args.prices)
+        elif args.source == "routerbench":
+            records = from_routerbench(args.src)
+        else:
+            records, summary = from_feedback(args.src[0])
+            note = (f"; skipped {summary.skipped_no_prompt} of {summary.lines} lines without a "
+                    f"prompt")
+            if summary.skipped_torn:
+                note += f" and torn lines {', '.join(map(str, summary.skipped_torn))}"
+    except (ReplayFormatError, OSError) as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
     data = ReplayDataset(records)
     write_records(args.out, data)
     print(

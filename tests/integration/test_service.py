@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import json
 import os
 import time
 import uuid
@@ -335,3 +336,30 @@ def test_an_unexpected_failure_is_a_json_500_without_secrets(
     assert reply.json() == {"error": "internal_error",
                             "message": "RuntimeError: exploded near [REDACTED]"}
     assert "sk-live" not in caplog.text and "exploded near [REDACTED]" in caplog.text
+
+
+def test_a_body_over_the_limit_is_refused_before_it_is_read(
+    make_client: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MAX_REQUEST_BYTES", "2000")
+    client = make_client()
+    big = {**REQUEST, "prompt": "x" * 5000}
+    declared = client.post("/v1/run", json=big)
+    assert declared.status_code == 413
+    assert declared.json() == {"error": "request_too_large",
+                               "message": "request body over 2000 bytes (MAX_REQUEST_BYTES)"}
+    body = json.dumps(big).encode()
+    chunked = client.post("/v1/run", content=iter([body[:1500], body[1500:]]),
+                          headers={"content-type": "application/json"})
+    assert chunked.status_code == 413 and chunked.json()["error"] == "request_too_large"
+    assert client.post("/v1/run", json=REQUEST).status_code == 200  # under it: served
+
+
+def test_routing_errors_have_the_documented_shape(make_client: Callable[..., TestClient]) -> None:
+    client = make_client()
+    missing = client.get("/v1/nothing")
+    assert missing.status_code == 404
+    assert missing.json() == {"error": "not_found", "message": "Not Found"}
+    wrong = client.get("/v1/run")
+    assert wrong.status_code == 405 and wrong.json()["error"] == "method_not_allowed"
+    assert wrong.headers["allow"] == "POST"

@@ -14,7 +14,8 @@ def test_accepts_the_spec_example():
 @pytest.mark.parametrize(
     ("field", "value"),
     [("domain", "cooking"), ("complexity", "huge"), ("priority", "urgent"),
-     ("max_cost_usd", -1), ("max_latency_ms", 0), ("task_type", "Code Fix!")],
+     ("max_cost_usd", -1), ("max_cost_usd", float("inf")), ("max_latency_ms", 0),
+     ("max_latency_ms", 10**20), ("task_type", "Code Fix!")],
 )
 def test_rejects_bad_values_naming_the_field(field, value):
     with pytest.raises(ValidationError) as err:

@@ -74,3 +74,15 @@ def test_a_log_it_may_only_write_is_appended_to_without_the_torn_line_check(tmp_
     monkeypatch.setattr(os, "open", write_only)
     FeedbackLog(path).append({"n": 1})
     assert _lines(path) == ['{"n":0}', '{"n":1}']
+
+
+def test_a_rotated_or_deleted_log_is_reopened_at_its_path(tmp_path):
+    path = tmp_path / "fb.jsonl"
+    log = FeedbackLog(path)
+    log.append({"n": 0})
+    path.rename(tmp_path / "fb.jsonl.1")  # logrotate's default (create) mode
+    log.append({"n": 1})
+    assert _lines(tmp_path / "fb.jsonl.1") == ['{"n":0}'] and _lines(path) == ['{"n":1}']
+    path.unlink()
+    log.append({"n": 2})
+    assert _lines(path) == ['{"n":2}']

@@ -318,7 +318,7 @@ def test_feedback_lines_with_a_prompt_become_records(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("line", "reason"),
     [
-        ("{oops", "not valid JSON"),
+        ("[1, 2]", "'list' object has no attribute 'get'"),
         ('{"prompt": "p", "success": true, "cost_usd": 0}', "missing field 'model_id'"),
         ('{"prompt": "p", "model_id": "m", "quality": 2, "cost_usd": 0}', "outside [0, 1]"),
     ],
@@ -328,6 +328,25 @@ def test_feedback_bad_lines_name_the_line(tmp_path: Path, line: str, reason: str
     path.write_text('{"model_id": "m", "success": true}\n' + line + "\n")
     with pytest.raises(ReplayFormatError, match=rf"fb\.jsonl:2: .*{re.escape(reason)}"):
         from_feedback(path)
+
+
+def test_feedback_torn_lines_are_skipped_and_named(tmp_path: Path) -> None:
+    good = '{"prompt": "p", "model_id": "m", "success": true, "cost_usd": 0.001}'
+    path = tmp_path / "fb.jsonl"
+    path.write_text(good + '\n{"prompt": "p", "model_id": "m", "succ\n' + good + "\n")
+    records, summary = from_feedback(path)  # a full disk cut line 2; its record is line 3
+    assert summary.skipped_torn == (2,) and summary.lines == 3
+    assert records[0].scores == {"m": 1.0}
+
+
+def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "fb.jsonl"
+    path.write_text('{"prompt": "p", "success": true}\n')
+    with pytest.raises(SystemExit) as exit_:
+        main(["feedback", str(path), "-o", str(tmp_path / "out.jsonl")])
+    assert exit_.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        f"python -m graph.replay.convert: error: {path}:1: missing field 'model_id'")
 
 
 # ---------------------------------------------------------------- command line
