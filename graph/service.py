@@ -191,6 +191,36 @@ class _BodyLimit:
         await self.app(scope, counted, send)
 
 
+class _Unexpected:
+    """Any other exception: a JSON 500, and its traceback logged once, redacted.
+
+    Not an exception handler: Starlette re-raises after calling one, and the server then
+    logs the raw traceback, whose message may hold a key.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        started = False
+
+        async def tracked(message: Any) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracked)
+        except Exception as exc:  # noqa: BLE001  # the last line of defence, by design
+            if scope["type"] != "http":
+                raise
+            log.error("%s %s failed: %s", scope.get("method"), scope.get("path"),
+                      redact("".join(traceback.format_exception(exc))))
+            if not started:  # else the client already has a (cut) answer
+                await _error(500, "internal_error",
+                             f"{type(exc).__name__}: {exc}")(scope, receive, send)
+
+
 def _too_large(limit: int) -> JSONResponse:
     return _error(413, "request_too_large",
                   f"request body over {limit} bytes (MAX_REQUEST_BYTES)")
@@ -229,12 +259,6 @@ def _install_handlers(app: FastAPI) -> None:
     async def not_ready(_: Request, exc: NotReady) -> JSONResponse:
         return _error(503, "not_ready", str(exc))
 
-    @app.exception_handler(Exception)
-    async def internal(request: Request, exc: Exception) -> JSONResponse:
-        """Anything else: logged with its traceback (redacted too), answered as JSON."""
-        log.error("%s %s failed: %s", request.method, request.url.path,
-                  redact("".join(traceback.format_exception(exc))))
-        return _error(500, "internal_error", f"{type(exc).__name__}: {exc}")
 
 
 def _summary(services: Services) -> dict[str, Any]:
@@ -295,6 +319,7 @@ def create_app(
     app = FastAPI(title="model-selector", version="1", lifespan=lifespan)
     app.state.runtime = rt
     app.add_middleware(_BodyLimit, rt=rt)
+    app.add_middleware(_Unexpected)  # added last: outermost of ours
     _install_handlers(app)
 
     @app.get("/healthz")
