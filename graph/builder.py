@@ -131,17 +131,22 @@ class SelectionGraph(CompiledStateGraph):
     A checkpointed LangGraph refuses to run without `configurable.thread_id`; agents call
     `selection_graph.invoke(request)`, so each such call becomes its own thread, whose id
     the result carries (`thread_id`, the feedback record's `request_id`) for reading its
-    history. Without a checkpointer the id still names the request in feedback and usage.
-    Inside a parent graph the parent's config (and thread) is used unchanged.
+    history. Inside a parent graph the parent's config (and thread) is used unchanged.
+    Without a checkpointer, analyze_context names the request instead: a thread id in the
+    config would cost 0.09 ms a request (LangGraph copies it into every step's metadata).
     """
 
     def stream(self, input: Any, config: RunnableConfig | None = None,  # noqa: A002, D102
                **kwargs: Any) -> Iterator[Any]:
-        return super().stream(_request(input), _with_thread(config), **kwargs)
+        if self.checkpointer not in (None, False, True):
+            config = _with_thread(config)
+        return super().stream(_request(input), config, **kwargs)
 
     def astream(self, input: Any, config: RunnableConfig | None = None,  # noqa: A002, D102
                 **kwargs: Any) -> AsyncIterator[Any]:
-        return super().astream(_request(input), _with_thread(config), **kwargs)
+        if self.checkpointer not in (None, False, True):
+            config = _with_thread(config)
+        return super().astream(_request(input), config, **kwargs)
 
 
 def compile_graph(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
 from langgraph.runtime import Runtime
 
+from graph.checkpoint import NEW_THREAD
 from graph.context import TaskContext
 from graph.services import Services
 from graph.state import RunSettings, SelectionState
@@ -60,7 +62,8 @@ def analyze_context(
     check_policy(settings.policy, services)
     messages = build_messages(prompt, system_prompt)
     now = services.clock()
-    return {
+    configurable = config.get("configurable", {})
+    update = {
         "task": ctx.model_dump(mode="json"),
         "messages": messages,
         "prompt_tokens": count_messages(messages),
@@ -68,19 +71,20 @@ def analyze_context(
         "weights": effective_weights(services.registry.scoring, ctx),
         "started": now,
         "deadline": now + ctx.max_latency_ms / 1000 if ctx.max_latency_ms else None,
-        "thread_id": config.get("configurable", {}).get("thread_id"),
+        # without a checkpointer (and none from the caller) the id only names the request
+        "thread_id": configurable.get("thread_id") or str(uuid.uuid4()),
         "position": 0,
         "tries": 0,
         "spent_usd": 0.0,
-        "attempts": None,  # a reused thread id starts afresh: no state of the last request
-        "chain": [],
-        "candidates": [],
-        "excluded": {},
-        "fallback_triggered": False,
-        "usage": {},
+        "attempts": None,
         "success": False,
         "stop_reason": "",
         "response": None,
         "model_used": None,
         "error": None,
     }
+    if "thread_id" in configurable and not configurable.get(NEW_THREAD):
+        # a thread id the caller chose may be a reused one: nothing of its last request
+        update |= {"chain": [], "candidates": [], "excluded": {}, "fallback_triggered": False,
+                   "usage": {}}
+    return update
