@@ -45,10 +45,11 @@ class Options(BaseModel):
     """Per-request overrides of `RunSettings`.
 
     Mock responses are deliberately absent: an HTTP caller must not be able to fake a
-    model's answer (tests set them in `create_app`).
+    model's answer (tests set them in `create_app`). Strict: `"3"` or `true` is not a
+    `top_k` (an integer is still a float).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     timeout_s: float | None = Field(default=None, gt=0, le=300)
     max_tokens: int | None = Field(default=None, gt=0, le=200_000)
@@ -80,7 +81,7 @@ class SelectRequest(RunRequest):
     decision; `require_keys: true` gives what this replica's `run` would do.
     """
 
-    require_keys: bool = False
+    require_keys: bool = Field(default=False, strict=True)  # "yes" is not a yes
 
 
 class NotReady(RuntimeError):

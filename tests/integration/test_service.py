@@ -140,6 +140,9 @@ def test_run_where_every_model_fails_is_200_with_the_attempts(
     ("/v1/select", {"context": {**PORT_COLLISION_HEALER, "max_cost": 1}}, "max_cost"),
     ("/v1/run", {"prompt": "   "}, "prompt"),
     ("/v1/select", {"options": {"top_k": 0}}, "top_k"),
+    ("/v1/select", {"options": {"top_k": "3"}}, "top_k"),  # strict: no strings for numbers
+    ("/v1/run", {"options": {"max_tokens": True}}, "max_tokens"),
+    ("/v1/select", {"require_keys": "yes"}, "require_keys"),
     ("/v1/run", {"mock_responses": {"*": "x"}}, "mock_responses"),
 ])
 def test_bad_field_is_422_naming_it(make_client: Callable[..., TestClient], path: str,
