@@ -9,6 +9,7 @@ from typing import Any
 
 from graph.cli_commands import count
 from graph.evaluate import BASELINES, load_fleet, run_policy, summarize, table, write_outputs
+from nodes import policies
 
 
 _KNOWN = f"{', '.join(BASELINES)}, model:<id>"
@@ -19,8 +20,11 @@ def _policies(text: str) -> list[str]:
     had started, with a list of known policies that lacked best-single."""
     names = [p.strip() for p in text.split(",") if p.strip()]
     for name in names:
-        if name not in BASELINES and not (name.startswith("model:") and name[6:]):
-            raise argparse.ArgumentTypeError(f"unknown policy {name!r} (known: {_KNOWN})")
+        try:
+            if name not in BASELINES:
+                policies.resolve(name)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"unknown policy {name!r} (known: {_KNOWN})") from None
     if not names:
         raise argparse.ArgumentTypeError(f"no policy given (known: {_KNOWN})")
     return names
@@ -65,10 +69,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from graph.replay.provider import install, registry_latencies
 
     fleet = load_fleet(args.dataset, args.data, args.limit)
-    for name in args.policies:  # a pinned id not in the registry would silently run as spec
-        if name.startswith("model:") and name[6:] not in fleet.registry.models:
-            raise ValueError(f"unknown model in policy {name!r} "
-                             f"(known: {', '.join(fleet.registry.models)})")
+    for name in args.policies:  # before the run: each request would fail on it
+        if name not in BASELINES:
+            policies.check(name, fleet.registry)
     out = Path(args.out)
     graph, services = _graph(fleet, out)
     provider = install(fleet.dataset, registry_latencies(fleet.registry), seed=args.seed)

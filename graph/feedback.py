@@ -49,12 +49,9 @@ class FeedbackLog:
         A last line left without its newline (a write cut short by a full disk or a crash)
         is ended first, so the next record starts a line of its own.
         """
-        if self._fd is not None and self._pid == os.getpid():
-            if not self._replaced():
-                return self._fd
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-        self._fd = None  # a forked child opens its own
+        if self._fd is not None and self._pid == os.getpid() and not self._replaced():
+            return self._fd
+        self._drop()  # a forked child opens its own
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             fd, readable = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644), True
@@ -69,6 +66,13 @@ class FeedbackLog:
             raise
         self._fd, self._pid, self._inode = fd, os.getpid(), (opened.st_dev, opened.st_ino)
         return fd
+
+    def _drop(self) -> None:
+        """Forget the descriptor, closing it if this process opened it."""
+        if self._fd is not None and self._pid == os.getpid():
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+        self._fd = None
 
     def _replaced(self) -> bool:
         """Whether the path no longer names the file we hold open."""
@@ -120,10 +124,7 @@ class FeedbackLog:
     def _failed(self, exc: OSError) -> None:
         """Drop the descriptor (the next try reopens and ends any torn line); say it once;
         past QUEUE_LIMIT, the oldest record goes to the error log instead of nowhere."""
-        if self._fd is not None and self._pid == os.getpid():
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-        self._fd = None
+        self._drop()
         if len(self._queued) == 1:
             log.error("feedback log %s (FEEDBACK_LOG_PATH) cannot be written: %s; records "
                       "are queued in memory until it can", self.path, exc)
@@ -143,6 +144,4 @@ class FeedbackLog:
                     log.error("feedback record not written to %s: %s",
                               self.path, line.decode().rstrip())
                 self._queued.clear()
-            if self._fd is not None and self._pid == os.getpid():
-                os.close(self._fd)
-            self._fd = None
+            self._drop()

@@ -117,9 +117,9 @@ def _stop_embedded(server: Any) -> None:
     then waits on the server for seconds; a CLI call would pay that for nothing and leave
     the server running.
     """
-    pid = getattr(server, "pid", None)
     if getattr(server, "model_selector_stopped", False):
         return
+    pid = getattr(server, "pid", None)
     for client in _embedded_clients:
         client.connection_pool.disconnect()
     if not pid or server._connection_count() > 1:  # other processes still use it

@@ -24,9 +24,9 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from langgraph.graph.state import CompiledStateGraph
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from graph import gc_tuning, redis_conn, settings, telemetry
 from graph.context import TaskContext
@@ -176,7 +176,7 @@ class _BodyLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await _too_large(limit)(scope, receive, send)
+            await _error(413, "request_too_large", _over(limit))(scope, receive, send)
             return
         seen = 0
 
@@ -186,7 +186,7 @@ class _BodyLimit:
             seen += len(message.get("body", b""))
             if seen > limit:
                 # FastAPI passes its own HTTPException through the body parsing
-                raise HTTPException(413, f"request body over {limit} bytes (MAX_REQUEST_BYTES)")
+                raise HTTPException(413, _over(limit))
             return message
 
         await self.app(scope, counted, send)
@@ -222,9 +222,8 @@ class _Unexpected:
                              f"{type(exc).__name__}: {exc}")(scope, receive, send)
 
 
-def _too_large(limit: int) -> JSONResponse:
-    return _error(413, "request_too_large",
-                  f"request body over {limit} bytes (MAX_REQUEST_BYTES)")
+def _over(limit: int) -> str:
+    return f"request body over {limit} bytes (MAX_REQUEST_BYTES)"
 
 
 _HTTP_ERRORS = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
@@ -259,7 +258,6 @@ def _install_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotReady)
     async def not_ready(_: Request, exc: NotReady) -> JSONResponse:
         return _error(503, "not_ready", str(exc))
-
 
 
 def _summary(services: Services) -> dict[str, Any]:

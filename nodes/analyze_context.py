@@ -13,7 +13,7 @@ from graph.context import TaskContext
 from graph.services import Services
 from graph.state import RunSettings, SelectionState
 from graph.tokens import count_messages
-from nodes.policies import resolve
+from nodes import policies
 from nodes.scoring import effective_weights
 
 
@@ -34,18 +34,6 @@ def parse_context(raw: Any) -> TaskContext:
     return raw if isinstance(raw, TaskContext) else TaskContext.model_validate(raw)
 
 
-def check_policy(name: str, services: Services) -> None:
-    """An unknown policy, or a pinned model the registry lacks, fails here, before any
-    Redis read (a pinned unknown id used to be ignored: the request ran by score)."""
-    try:
-        resolve(name)
-    except ValueError as exc:
-        raise BadRequest(f"policy: {exc}") from None
-    pinned = name.removeprefix("model:")
-    if pinned != name and pinned not in services.registry.models:
-        raise BadRequest(f"policy: {name!r} pins a model the registry does not have")
-
-
 def analyze_context(
     state: SelectionState, runtime: Runtime[RunSettings], config: RunnableConfig, *,
     services: Services,
@@ -59,7 +47,10 @@ def analyze_context(
     system_prompt = state.get("system_prompt")
     if system_prompt is not None and not isinstance(system_prompt, str):
         raise BadRequest("system_prompt: must be a string or None")
-    check_policy(settings.policy, services)
+    try:  # before any Redis read
+        policies.check(settings.policy, services.registry)
+    except ValueError as exc:
+        raise BadRequest(f"policy: {exc}") from None
     messages = build_messages(prompt, system_prompt)
     now = services.clock()
     configurable = config.get("configurable", {})

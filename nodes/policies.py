@@ -50,6 +50,15 @@ def pinned(model_id: str) -> Policy:
 POLICIES: dict[str, Policy] = {"spec": by_score, "cheapest": cheapest, "random": uniform_random}
 
 
+def check(name: str, registry: Registry) -> None:
+    """A ValueError naming the problem for an unknown policy, or for one that pins a model
+    the registry lacks (it would silently have ranked by score)."""
+    resolve(name)
+    pinned = name.removeprefix("model:")
+    if pinned != name and pinned not in registry.models:
+        raise ValueError(f"{name!r} pins a model the registry does not have")
+
+
 def resolve(name: str) -> Policy:
     """A policy by name; `model:<id>` pins one model."""
     if name.startswith("model:"):

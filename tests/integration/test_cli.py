@@ -119,7 +119,8 @@ def test_evaluate_rejects_counts_below_one_at_parsing(env, args, message):
 def test_evaluate_rejects_a_pinned_model_not_in_the_registry_before_running(env, tmp_path):
     out = cli(env, "evaluate", "--policies", "model:nope", "--out", str(tmp_path))
     assert out.returncode == 2
-    assert out.stderr.startswith("model-selector: error: unknown model in policy 'model:nope'")
+    assert out.stderr.startswith(
+        "model-selector: error: 'model:nope' pins a model the registry does not have")
     assert len(out.stderr.strip().splitlines()) == 1  # no progress bar, no traceback
 
 
