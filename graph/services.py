@@ -45,6 +45,7 @@ class Services:
         client = redis_conn.target().client()
         return cls(
             registry=load_registry(),
-            store=Store(client, prefix=settings.key_prefix()),
+            store=Store(client, prefix=settings.key_prefix(),
+                        rating_window_s=settings.rating_window_s()),
             feedback=FeedbackLog(settings.feedback_log_path()),
         )

@@ -35,6 +35,12 @@ def checkpoint_ttl_seconds() -> int | None:
     return int(_number("CHECKPOINT_TTL_SECONDS", 7 * 24 * 3600, int)) or None
 
 
+def rating_window_s() -> int:
+    """`RATING_WINDOW_S`: how long a served request can be rated (default 7 days, as long
+    as its checkpoints are kept; 0: no ratings)."""
+    return int(_number("RATING_WINDOW_S", 7 * 24 * 3600, int))
+
+
 def checkpoint_durability() -> str:
     """`CHECKPOINT_DURABILITY`: the LangGraph durability of the service's runs.
 

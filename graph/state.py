@@ -108,7 +108,8 @@ class RunSettings:
     require_keys: bool = True
     """Exclude hosted models whose API key variable is unset (False for dry runs)."""
     policy: str = "spec"
-    """How candidates are ordered: spec, cheapest, random, model:<id> (nodes/policies.py)."""
+    """How candidates are ordered: spec, learned, learned-quality, cheapest, random,
+    model:<id> (nodes/policies.py)."""
     seed: int = 0
     """Seeds the random policy (with the prompt), so runs repeat exactly."""
     mock_responses: Mapping[str, Any] | None = None

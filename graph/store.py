@@ -27,6 +27,16 @@ HEALTH_TTL_S = 60
 """The spec's health cache TTL."""
 USAGE_KEEP = 1000
 """The spec keeps the last 1000 usage entries per model."""
+LOCAL_RATABLE = 100_000
+"""Without Redis: how many served requests stay ratable (oldest forgotten first)."""
+
+
+class Served(NamedTuple):
+    """Who answered a request, kept so a later rating can be credited to them."""
+
+    model_id: str
+    domain: str
+    task_type: str
 
 
 class Live(NamedTuple):
@@ -46,6 +56,7 @@ class Store:
         prefix: str = "",
         clock: Callable[[], float] = time.time,
         retry_interval_s: float = RETRY_INTERVAL_S,
+        rating_window_s: int = 7 * 24 * 3600,
     ) -> None:
         self.client = client
         self.prefix = prefix
@@ -54,9 +65,14 @@ class Store:
         self._remote = RedisCircuits(client, prefix=prefix, clock=clock) if client else None
         self._local = LocalCircuits(clock=clock)
         self._local_health: dict[str, tuple[str, float]] = {}
-        self._pending: deque[tuple[str, str]] = deque()
+        self.rating_window_s = rating_window_s
+        """How long a served request can be rated (0: not at all)."""
+        self._pending: deque[tuple[str, str, tuple[str, Served] | None]] = deque()
         self._local_usage: dict[str, deque[str]] = {}
         """Without Redis (client None): the last 1000 usage entries per model, in-process."""
+        self._local_served: dict[str, tuple[Served, float | None]] = {}
+        """Without Redis: served request id -> (who served, its rating), newest last."""
+        self._local_tallies: dict[tuple[str, str], dict[str, list[float]]] = {}
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ plumbing
@@ -91,9 +107,8 @@ class Store:
         with self._lock:
             batch = list(self._pending)
             pipe = self.client.pipeline(transaction=False)
-            for model_id, entry in batch:
-                pipe.lpush(self.key("usage", model_id), entry)
-                pipe.ltrim(self.key("usage", model_id), 0, USAGE_KEEP - 1)
+            for model_id, entry, served in batch:
+                self._queue_usage(pipe, model_id, entry, served)
             pipe.execute()
             for _ in batch:
                 self._pending.popleft()
@@ -184,20 +199,106 @@ class Store:
         )
 
     # ------------------------------------------------------------------ usage
-    def log_usage(self, model_id: str, entry: Mapping[str, Any]) -> None:
-        """Append a JSON usage entry, keeping the last 1000 (queued while Redis is down)."""
+    def log_usage(self, model_id: str, entry: Mapping[str, Any],
+                  served: tuple[str, Served] | None = None) -> None:
+        """Append a JSON usage entry, keeping the last 1000 (queued while Redis is down).
+
+        `served` (request id, who served it) is kept in the same round trip for
+        `rating_window_s`, so the request can be rated later.
+        """
         line = json.dumps(entry, separators=(",", ":"), default=str)
+        if not self.rating_window_s:
+            served = None
 
         def remote() -> None:
             pipe = self.client.pipeline(transaction=True)
-            pipe.lpush(self.key("usage", model_id), line)
-            pipe.ltrim(self.key("usage", model_id), 0, USAGE_KEEP - 1)
+            self._queue_usage(pipe, model_id, line, served)
             pipe.execute()
 
         if self.client is None:
             self._local_usage.setdefault(model_id, deque(maxlen=USAGE_KEEP)).appendleft(line)
+            if served:
+                self._remember_locally(*served)
             return
-        self._run(remote, lambda: self._pending.append((model_id, line)))
+        self._run(remote, lambda: self._pending.append((model_id, line, served)))
+
+    def _queue_usage(self, pipe: Any, model_id: str, line: str,
+                     served: tuple[str, Served] | None) -> None:
+        pipe.lpush(self.key("usage", model_id), line)
+        pipe.ltrim(self.key("usage", model_id), 0, USAGE_KEEP - 1)
+        if served:
+            request_id, who = served
+            pipe.hset(self.key("request", request_id), mapping=who._asdict())
+            pipe.expire(self.key("request", request_id), self.rating_window_s)
+
+    def _remember_locally(self, request_id: str, who: Served) -> None:
+        with self._lock:
+            self._local_served[request_id] = (who, None)
+            while len(self._local_served) > LOCAL_RATABLE:
+                del self._local_served[next(iter(self._local_served))]
+
+    # ------------------------------------------------------------------ ratings
+    def tally_key(self, domain: str, task_type: str) -> str:
+        """The hash of rating counts (`n:<model>`) and sums (`q:<model>`) for a task kind."""
+        return f"{self.prefix}model:quality:{domain}:{task_type}"
+
+    def ratings(self, domain: str, task_type: str) -> dict[str, tuple[int, float]]:
+        """(count, sum) of ratings per model for this domain and task type."""
+        def remote() -> dict[str, tuple[int, float]]:
+            return parse_tally(self.client.hgetall(self.tally_key(domain, task_type)))
+
+        def local() -> dict[str, tuple[int, float]]:
+            tally = self._local_tallies.get((domain, task_type), {})
+            return {m: (int(n), q) for m, (n, q) in tally.items()}
+
+        return local() if self.client is None else self._run(remote, local)
+
+    def rate(self, request_id: str, quality: float) -> tuple[Served, float | None] | None:
+        """Credit a rating to the model that served the request, atomically; a second
+        rating of the same request replaces the first. Returns who served it and the
+        rating replaced, or None when the request is unknown (never served, or older
+        than the rating window).
+
+        Raises:
+            redis.RedisError: Redis did not answer (nothing was recorded).
+        """
+        if self.client is None:
+            return self._rate_locally(request_id, quality)
+        from graph.ratings import RATE
+
+        raw = self.client.hgetall(self.key("request", request_id))
+        if not raw or "model_id" not in raw:
+            return None
+        who = Served(raw["model_id"], raw["domain"], raw["task_type"])
+        previous = self.client.eval(RATE, 2, self.key("request", request_id),
+                                    self.tally_key(who.domain, who.task_type),
+                                    repr(float(quality)), who.model_id)
+        if previous == -1:  # expired between the two commands
+            return None
+        return who, (float(previous) if previous else None)
+
+    def _rate_locally(self, request_id: str, quality: float) -> tuple[Served, float | None] | None:
+        with self._lock:
+            if request_id not in self._local_served:
+                return None
+            who, previous = self._local_served[request_id]
+            tally = self._local_tallies.setdefault((who.domain, who.task_type), {})
+            n, total = tally.get(who.model_id, [0, 0.0])
+            if previous is None:
+                tally[who.model_id] = [n + 1, total + quality]
+            else:
+                tally[who.model_id] = [n, total + quality - previous]
+            self._local_served[request_id] = (who, quality)
+            return who, previous
+
+    def forget_ratings(self) -> int:
+        """Delete every rating tally under this prefix (a fresh start for `evaluate`)."""
+        if self.client is None:
+            count = len(self._local_tallies)
+            self._local_tallies.clear()
+            return count
+        keys = list(self.client.scan_iter(f"{self.prefix}model:quality:*", count=500))
+        return int(self.client.delete(*keys)) if keys else 0
 
     def usage(self, model_id: str, last: int = 100) -> list[dict[str, Any]]:
         """The newest `last` usage entries of a model, newest first (parsed JSON, never eval)."""
@@ -211,3 +312,13 @@ class Store:
         for model_id, status in statuses.items():
             pipe.set(self.key("health", model_id), status, ex=HEALTH_TTL_S)
         pipe.execute()
+
+
+def parse_tally(raw: Mapping[str, str]) -> dict[str, tuple[int, float]]:
+    """`{"n:m": "3", "q:m": "2.1"}` -> `{"m": (3, 2.1)}`."""
+    out: dict[str, tuple[int, float]] = {}
+    for field_name, value in raw.items():
+        kind, _, model_id = field_name.partition(":")
+        if kind == "n":
+            out[model_id] = (int(value), float(raw.get(f"q:{model_id}", 0.0)))
+    return out

@@ -11,6 +11,7 @@ from langgraph.runtime import Runtime
 from graph import telemetry as tm
 from graph.services import Services
 from graph.state import Attempt, RunSettings, SelectionState
+from graph.store import Served
 
 CALLED = frozenset({None, "rate_limit", "timeout", "connection", "server_error",
                     "context_window", "content_policy", "auth", "not_found", "unsupported",
@@ -72,11 +73,15 @@ def record_feedback(
     services.feedback.append(record)
     for a in attempts:
         if a["error_class"] in CALLED:
+            served = None  # the serving call is kept ratable (graph/ratings.py)
+            if a["ok"] and record["request_id"]:
+                served = (record["request_id"],
+                          Served(a["model_id"], record["domain"], record["task_type"]))
             services.store.log_usage(a["model_id"], {
                 "timestamp": record["timestamp"], "latency_ms": a["latency_ms"],
                 "success": a["ok"], "task_type": record["task_type"],
                 "cost_usd": a["cost_usd"], "request_id": record["request_id"],
-            })
+            }, served)
     with tm.tracer.start_as_current_span("model_selector.outcome") as span:
         span.set_attribute(tm.MODEL_ID, record["model_id"] or "")
         span.set_attribute(tm.SELECTOR_STOP, str(record["stop_reason"]))

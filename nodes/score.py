@@ -10,7 +10,7 @@ from graph import telemetry as tm
 from graph.context import TaskContext
 from graph.services import Services
 from graph.state import RunSettings, SelectionState
-from nodes.policies import resolve
+from nodes.policies import RATED, Given, resolve
 from nodes.selection import Filtered, Ranked, rank
 
 
@@ -31,9 +31,11 @@ def score(
         excluded=state["excluded"],
     )
     policy = resolve(settings.policy)
-    key = f"{settings.seed}:{state['prompt']}"
+    given = Given(services.registry, f"{settings.seed}:{state['prompt']}", state["weights"],
+                  services.store.ratings(ctx.domain, ctx.task_type)
+                  if settings.policy in RATED else {})
     decision = rank(services.registry, ctx, filtered, state["weights"], state["health"],
-                    settings.top_k, order=lambda r: policy(r, services.registry, key))
+                    settings.top_k, order=lambda r: policy(r, given))
     with tm.tracer.start_as_current_span("model_selector.decision") as span:
         span.set_attribute(tm.TASK_TYPE, ctx.task_type)
         span.set_attribute(tm.SELECTOR_DOMAIN, ctx.domain)

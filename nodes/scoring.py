@@ -27,16 +27,23 @@ class Score:
     cost_efficiency: float
     latency_priority: float
     health_status: float
+    learned_quality: float | None = None
+    """A learned policy's estimate of the model's rated quality on this kind of task."""
+    ratings: int = 0
+    """How many ratings that estimate rests on."""
 
     def as_dict(self) -> dict[str, float]:
         """The figures for decision records (full precision; displays round them)."""
-        return {
+        figures = {
             "total": self.total,
             "capability_match": self.capability_match,
             "cost_efficiency": self.cost_efficiency,
             "latency_priority": self.latency_priority,
             "health_status": self.health_status,
         }
+        if self.learned_quality is not None:
+            figures |= {"learned_quality": self.learned_quality, "ratings": self.ratings}
+        return figures
 
 
 def capability_score(model: ModelEntry, ctx: TaskContext) -> float:

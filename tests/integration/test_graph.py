@@ -178,7 +178,7 @@ def test_bad_input_is_rejected_naming_the_field(selection):
 
 
 @pytest.mark.parametrize(("policy", "message"), [
-    ("bogus", "policy: unknown policy 'bogus' (known: spec, cheapest, random, model:<id>)"),
+    ("bogus", "policy: unknown policy 'bogus' (known: spec, cheapest, random, learned, learned-quality, model:<id>)"),
     ("model:nope", "policy: 'model:nope' pins a model the registry does not have"),
 ])
 def test_a_bad_policy_is_rejected_before_anything_runs(selection, services, policy, message):

@@ -1,0 +1,85 @@
+"""Ratings: a served answer scored after the fact, in [0, 1], by a user or a grader.
+
+A rating is credited to the model that served the request, per (domain, task_type), in
+Redis, where every replica's `learned` policies read it (nodes/learned.py); it is also
+appended to the JSONL feedback log as the spec's `user_feedback`, the durable record.
+Rating a request again replaces its earlier rating (a correction is not a second vote).
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from typing import Any
+
+import redis
+
+from graph.redact import redact
+from graph.services import Services
+
+RATE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local old = redis.call('HGET', KEYS[1], 'quality')
+local model = ARGV[2]
+if old then
+  redis.call('HINCRBYFLOAT', KEYS[2], 'q:' .. model, tonumber(ARGV[1]) - tonumber(old))
+else
+  redis.call('HINCRBY', KEYS[2], 'n:' .. model, 1)
+  redis.call('HINCRBYFLOAT', KEYS[2], 'q:' .. model, ARGV[1])
+end
+redis.call('HSET', KEYS[1], 'quality', ARGV[1])
+return old or ''
+"""
+"""KEYS: the request's record, its task kind's tally. ARGV: quality, model id. Returns -1
+for a request no longer known, else the rating it replaced ('' if none)."""
+
+
+class RatingError(ValueError):
+    """A rating that cannot be recorded; the message says why and what to do."""
+
+
+def check_quality(quality: Any) -> float:
+    """The rating as a float in [0, 1], or a RatingError naming the value."""
+    if isinstance(quality, bool) or not isinstance(quality, (int, float)):
+        raise RatingError(f"quality {quality!r}: must be a number in [0, 1]")
+    if not math.isfinite(quality) or not 0.0 <= quality <= 1.0:
+        raise RatingError(f"quality {quality!r}: must be in [0, 1]")
+    return float(quality)
+
+
+def rate(services: Services, request_id: str, quality: float,
+         comment: str | None = None) -> dict[str, Any]:
+    """Rate a served request; returns the rating record appended to the feedback log.
+
+    Raises:
+        RatingError: a bad quality, ratings switched off, or a request id that never served
+            (or is older than the rating window); nothing was recorded.
+        redis.RedisError: Redis did not answer; nothing was recorded, so retry.
+    """
+    quality = check_quality(quality)
+    if not request_id or not isinstance(request_id, str):
+        raise RatingError(f"request_id {request_id!r}: must be a non-empty string")
+    store = services.store
+    if not store.rating_window_s:
+        raise RatingError("ratings are off (RATING_WINDOW_S=0): no request is ratable")
+    try:
+        credited = store.rate(request_id, quality)
+    except redis.RedisError as exc:
+        raise redis.RedisError(f"Redis did not answer; the rating was not recorded: {exc}") \
+            from exc
+    if credited is None:
+        raise RatingError(
+            f"request {request_id!r} is not ratable: no served request has that id in the "
+            f"last {store.rating_window_s} s (RATING_WINDOW_S); unserved requests have "
+            "no answer to rate")
+    who, previous = credited
+    now = datetime.fromtimestamp(services.clock(), tz=timezone.utc)
+    record: dict[str, Any] = {
+        "timestamp": now.isoformat(), "type": "rating", "request_id": request_id,
+        "model_id": who.model_id, "domain": who.domain, "task_type": who.task_type,
+        "user_feedback": quality, "replaces": previous,
+    }
+    if comment:
+        record["comment"] = redact(comment)
+    services.feedback.append(record)
+    return record

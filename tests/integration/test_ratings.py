@@ -1,0 +1,139 @@
+"""Ratings end to end: a served request rated after the fact, credited in Redis to the model
+that served it, read back by the learned policies on the next request (real graph, real
+LiteLLM call path, real Redis)."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import litellm
+import pytest
+import redis
+
+from graph.builder import compile_graph
+from graph.ratings import RatingError, rate
+from graph.state import RunSettings
+from graph.store import Served, Store
+from tests.conftest import PORT_HEALER
+
+PROMPT = "Port 8080 is occupied by 'api'. Output only a bash script that frees it."
+PRIMARY, SECOND = "llama-3.3-70b-versatile", "gpt-4o-mini-self-heal"
+
+
+def serve(graph, policy="spec", mocks=None):
+    return graph.invoke({"context": PORT_HEALER, "prompt": PROMPT},
+                        context=RunSettings(policy=policy, mock_responses=mocks or {"*": "ok"}))
+
+
+def log(services):
+    return [json.loads(line) for line in services.feedback.path.read_text().splitlines()]
+
+
+def test_a_rating_is_credited_to_the_serving_model_and_logged(selection, services, redis_client,
+                                                               prefix):
+    out = serve(selection, mocks={PRIMARY: litellm.RateLimitError("slow down", "groq", "m"),
+                                  "*": "ok"})
+    assert out["model_used"] == SECOND  # the primary failed: the fallback is the one rated
+    record = rate(services, out["thread_id"], 0.25, comment="missed the pid")
+    assert (record["model_id"], record["user_feedback"], record["replaces"]) == (SECOND, 0.25, None)
+    assert services.store.ratings("self_heal", "code_fix") == {SECOND: (1, 0.25)}
+    assert log(services)[-1] == record and record["type"] == "rating"
+    window = redis_client.ttl(f"{prefix}model:request:{out['thread_id']}")
+    assert 7 * 24 * 3600 - 60 < window <= 7 * 24 * 3600
+
+
+def test_rating_again_replaces_the_first_rating(selection, services):
+    rid = serve(selection)["thread_id"]
+    rate(services, rid, 0.2)
+    again = rate(services, rid, 0.9)
+    assert again["replaces"] == 0.2
+    assert services.store.ratings("self_heal", "code_fix") == {PRIMARY: (1, pytest.approx(0.9))}
+
+
+def test_concurrent_ratings_of_different_requests_all_count(selection, services):
+    ids = [serve(selection)["thread_id"] for _ in range(8)]
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda rid: rate(services, rid, 0.5), ids))
+    assert services.store.ratings("self_heal", "code_fix") == {PRIMARY: (8, pytest.approx(4.0))}
+
+
+@pytest.mark.parametrize("request_id, quality, message", [
+    ("no-such-request", 0.5, "not ratable: no served request has that id"),
+    ("x", 1.5, "quality 1.5: must be in [0, 1]"),
+    ("x", float("nan"), "must be in [0, 1]"),
+    ("x", "0.5", "must be a number"),
+    ("x", True, "must be a number"),
+    ("", 0.5, "request_id '': must be a non-empty string"),
+])
+def test_a_bad_rating_names_the_problem_and_records_nothing(services, request_id, quality,
+                                                            message):
+    with pytest.raises(RatingError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        rate(services, request_id, quality)
+    assert not services.feedback.path.exists()
+
+
+def test_an_unserved_request_cannot_be_rated(selection, services):
+    exc = litellm.BadRequestError("bad", model="m", llm_provider="openai")
+    out = serve(selection, mocks={"*": exc})
+    assert not out["success"]
+    with pytest.raises(RatingError, match="unserved requests have no answer to rate"):
+        rate(services, out["thread_id"], 1.0)
+
+
+def test_redis_down_means_a_clear_error_and_no_half_record(services, prefix):
+    dead = redis.Redis(port=1, socket_connect_timeout=0.2, decode_responses=True)
+    services.store = Store(dead, prefix=prefix)
+    with pytest.raises(redis.RedisError, match="the rating was not recorded"):
+        rate(services, "some-id", 0.5)
+    assert not services.feedback.path.exists()
+
+
+def test_ratings_are_off_with_a_zero_window(services, redis_client, prefix):
+    services.store = Store(redis_client, prefix=prefix, rating_window_s=0)
+    graph = compile_graph(services)
+    rid = serve(graph)["thread_id"]
+    assert not redis_client.exists(f"{prefix}model:request:{rid}")
+    with pytest.raises(RatingError, match="RATING_WINDOW_S=0"):
+        rate(services, rid, 0.5)
+
+
+def test_the_learned_policy_moves_off_a_poorly_rated_primary(selection, services):
+    """The spec's primary is rated poorly; the learned policies leave it, the spec stays."""
+    for _ in range(6):
+        rate(services, serve(selection)["thread_id"], 0.0)
+    assert serve(selection)["model_used"] == PRIMARY
+    for policy in ("learned", "learned-quality"):
+        out = serve(selection, policy)
+        assert out["model_used"] != PRIMARY
+        [primary] = [c for c in out["candidates"] if c["model_id"] == PRIMARY]
+        assert primary["score"]["ratings"] == 6
+        assert primary["score"]["learned_quality"] == pytest.approx(5 / 11)
+
+
+def test_in_memory_services_rate_in_process(tmp_path):
+    from graph.feedback import FeedbackLog
+    from graph.registry import load_registry
+    from graph.services import Services
+
+    services = Services(registry=load_registry(), store=Store.in_memory(),
+                        feedback=FeedbackLog(tmp_path / "fb.jsonl"))
+    graph = compile_graph(services)
+    rid = serve(graph)["thread_id"]
+    rate(services, rid, 0.5)
+    rate(services, rid, 0.75)
+    assert services.store.ratings("self_heal", "code_fix") == {PRIMARY: (1, 0.75)}
+    assert services.store.forget_ratings() == 1 and services.store.ratings(
+        "self_heal", "code_fix") == {}
+
+
+def test_forget_ratings_clears_this_prefix_only(services, redis_client, prefix):
+    services.store.log_usage("m", {}, ("r1", Served("m", "optimize", "sql")))
+    services.store.rate("r1", 1.0)
+    redis_client.hset("other:model:quality:optimize:sql", "n:m", 1)
+    try:
+        assert services.store.forget_ratings() == 1
+        assert services.store.ratings("optimize", "sql") == {}
+        assert redis_client.exists("other:model:quality:optimize:sql")
+    finally:
+        redis_client.delete("other:model:quality:optimize:sql")
