@@ -126,7 +126,8 @@ def _request(request: Any) -> Any:
 
 
 class SelectionGraph(CompiledStateGraph):
-    """A compiled graph that gives each run a fresh thread id when the caller has none.
+    """A compiled graph that gives each run a fresh thread id when the caller has none,
+    and takes ratings of the answers it served (`rate`).
 
     A checkpointed LangGraph refuses to run without `configurable.thread_id`; agents call
     `selection_graph.invoke(request)`, so each such call becomes its own thread, whose id
@@ -148,6 +149,15 @@ class SelectionGraph(CompiledStateGraph):
             config = _with_thread(config)
         return super().astream(_request(input), config, **kwargs)
 
+    services: Services
+    """What the nodes use; `rate` credits ratings through the same store."""
+
+    def rate(self, request_id: str, quality: float, comment: str | None = None) -> dict[str, Any]:
+        """Rate a served answer in [0, 1] for the learned policies (see `graph.ratings.rate`)."""
+        from graph.ratings import rate
+
+        return rate(self.services, request_id, quality, comment)
+
 
 def compile_graph(
     services: Services | None = None,
@@ -160,6 +170,7 @@ def compile_graph(
         checkpointer.outage = services.store.outage  # type: ignore[union-attr]
     compiled = build_graph(services).compile(checkpointer=checkpointer, name=NAME)
     compiled.__class__ = SelectionGraph  # same object, one behaviour added (see class doc)
+    compiled.services = services  # type: ignore[attr-defined]
     return compiled
 
 

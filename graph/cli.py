@@ -1,7 +1,7 @@
-"""`model-selector`: select (dry run), run, registry, health, evaluate.
+"""`model-selector`: select (dry run), run, rate, registry, health, evaluate.
 
 Bad input ends with one line on stderr and exit code 2, never a traceback. `select`,
-`registry` and `health` never import litellm or LangGraph, so they answer fast.
+`rate`, `registry` and `health` never import litellm or LangGraph, so they answer fast.
 """
 
 from __future__ import annotations
@@ -48,6 +48,17 @@ def parser() -> argparse.ArgumentParser:
     _task_args(run, prompt_required=True)
     run.add_argument("--mock-response", help="answer every call with this text (offline run)")
     run.add_argument("--timeout-s", type=cmd.seconds, default=30.0)
+    run.add_argument("--policy", type=cmd.policy, default="spec",
+                     help="how candidates are ordered: spec (default), learned, "
+                          "learned-quality, cheapest, random, model:<id>")
+    rate = sub.add_parser("rate", help="rate a served request's answer (0 to 1), for the "
+                                       "learned policies")
+    rate.add_argument("request_id", metavar="REQUEST_ID",
+                      help="the request's id: `run` prints it (its --json: thread_id)")
+    rate.add_argument("quality", metavar="QUALITY", type=cmd.quality,
+                      help="how good the answer was, from 0 (useless) to 1 (right)")
+    rate.add_argument("--comment", help="kept in the feedback log's rating record (redacted)")
+    rate.add_argument("--json", action="store_true", help="print the rating record")
     reg = sub.add_parser("registry", help="validate, list or load the registry")
     reg_sub = reg.add_subparsers(dest="action", required=True, parser_class=_Parser)
     v = reg_sub.add_parser("validate", help="check a registry file and its policies")

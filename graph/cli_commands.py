@@ -42,6 +42,29 @@ def seconds(text: str) -> float:
     return value
 
 
+def quality(text: str) -> float:
+    """argparse type for `rate`, a number from 0 to 1 (float() also takes 'nan')."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: must be a number from 0 to 1")
+    return value
+
+
+def policy(text: str) -> str:
+    """argparse type for `run --policy`: a known policy name, or `model:<id>` (whose model
+    `cmd_run` checks against the registry before building the graph)."""
+    from nodes import policies
+
+    try:
+        policies.resolve(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def emit(data: Any) -> None:
     """Print JSON (for `--json`)."""
     print(json.dumps(data, indent=2, default=str))
@@ -120,6 +143,10 @@ def cmd_select(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Select, call and fall back through the graph; print the answer and what it cost."""
+    from nodes import policies
+
+    # a pinned model the registry lacks: one line and exit 2 now, not a failed request
+    policies.check(args.policy, _registry())
     from graph import telemetry
 
     telemetry.setup_telemetry()  # first: a bad setting fails before the graph is built
@@ -128,6 +155,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = RunSettings(
         timeout_s=args.timeout_s, max_tokens=args.max_tokens, top_k=args.top_k,
+        policy=args.policy,
         mock_responses={"*": args.mock_response} if args.mock_response else None,
     )
     request = {"context": _context(args), "prompt": args.prompt,
@@ -140,11 +168,31 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(out["response"])
         print(f"\n-- model {out['model_used']}   cost ${out['cost_usd']:.6f}   "
               f"latency {out['latency_ms']} ms   fallback {out['fallback_triggered']}   "
-              f"thread {out['thread_id']}", file=sys.stderr)
+              f"request {out['thread_id']}", file=sys.stderr)
         return 0
     print(f"model-selector: request failed ({out['stop_reason']}): {out['error']}",
           file=sys.stderr)
     return 1
+
+
+def cmd_rate(args: argparse.Namespace) -> int:
+    """Rate a served request: credit its model in Redis, append the record to the log."""
+    from graph.ratings import rate
+    from graph.services import Services
+
+    try:
+        record = rate(Services.from_env(), args.request_id, args.quality, args.comment)
+    except redis.RedisError as exc:  # nothing recorded: worth retrying, not bad input
+        print(f"model-selector: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        emit(record)
+        return 0
+    replaced = (f"replaces {record['replaces']:g}" if record["replaces"] is not None
+                else "its first rating")
+    print(f"rated {record['request_id']} {record['user_feedback']:g}: credited to "
+          f"{record['model_id']} on {record['domain']}/{record['task_type']} ({replaced})")
+    return 0
 
 
 def cmd_registry(args: argparse.Namespace) -> int:
@@ -195,8 +243,8 @@ def cmd_health(args: argparse.Namespace) -> int:
     return 1
 
 
-COMMANDS = {"select": cmd_select, "run": cmd_run, "registry": cmd_registry,
-            "health": cmd_health}
+COMMANDS = {"select": cmd_select, "run": cmd_run, "rate": cmd_rate,
+            "registry": cmd_registry, "health": cmd_health}
 
 
 def add_extra_commands(sub: Any) -> None:

@@ -5,6 +5,12 @@ path via the `replay/` provider, real Redis for state and feedback). The oracle 
 single models are read from the records (they are hindsight, not routers); the spec scorer's
 quality-vs-cost curve for AIQ is traced by sweeping its cost weight over the pure selection
 step (no calls), since the replay answers are deterministic.
+
+The learned policies learn as they would in production: every answer they serve is rated
+(`graph.ratings.rate`) with the recorded score of the model that gave it, first over the
+fleet's train split (the warm-up, not scored), then over the test prompts, scored as they
+are routed. Requests go in batches of `concurrency`: each batch is decided on the ratings of
+the batches before it, then rated in order, so the figures repeat exactly.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from graph.replay import ReplayDataset, fleet_dir, load_task_contexts
 from graph.replay.records import Record
 
 BASELINES = ("random", "cheapest", "best-single", "spec")
+DEFAULT_POLICIES = (*BASELINES, "learned", "learned-quality")
 COST_WEIGHT_SWEEP = (0.0, 0.1, 0.2, 0.3, 0.45, 0.6, 0.75, 0.9)
 
 
@@ -35,14 +42,21 @@ class Fleet:
     dataset: ReplayDataset
     registry: Registry
     tasks: dict[str, TaskContext]
+    train: ReplayDataset = field(default_factory=lambda: ReplayDataset(()))
+    """Prompts the learned policies are rated on before the test prompts (not scored)."""
 
     def model_name(self, model_id: str) -> str:
         """Dataset model name of a registry id (`replay/<name>`)."""
         return self.registry.models[model_id].model.removeprefix("replay/")
 
 
-def load_fleet(name: str, data: str | Path | None = None, limit: int | None = None) -> Fleet:
-    """`llmrouter` (bundled) or `routerbench` (`data`: a folder of RouterBench CSVs)."""
+def load_fleet(name: str, data: str | Path | None = None, limit: int | None = None,
+               warmup: int | None = None) -> Fleet:
+    """`llmrouter` (bundled) or `routerbench` (`data`: a folder of RouterBench CSVs).
+
+    `warmup`: how many of the train split's prompts to rate the learned policies on first
+    (None: all; llmrouter bundles its 5,608; a fleet without a train split starts cold).
+    """
     folder = fleet_dir(name)
     if not folder.exists():
         raise ValueError(f"unknown dataset {name!r} (llmrouter, routerbench)")
@@ -57,8 +71,11 @@ def load_fleet(name: str, data: str | Path | None = None, limit: int | None = No
         dataset = ReplayDataset.load(data or folder / "test.jsonl.gz")
     if limit:
         dataset = ReplayDataset(dataset.records[:limit], source=dataset.source)
+    train_file = folder / "train.jsonl.gz"
+    train = ReplayDataset.load(train_file) if train_file.exists() and warmup != 0 else None
+    train = ReplayDataset(train.records[:warmup], source=train.source) if train else ReplayDataset(())
     return Fleet(name, dataset, load_registry(folder / "model_registry.yaml"),
-                 load_task_contexts(folder / "tasks.yaml"))
+                 load_task_contexts(folder / "tasks.yaml"), train)
 
 
 @dataclass
@@ -76,10 +93,16 @@ class PolicyResult:
     fallbacks: int = 0
     wall_s: float = 0.0
     picks: dict[str, int] = field(default_factory=dict)
+    warmup: int = 0
+    """Train prompts rated before these (learned policies)."""
+
+
+Row = tuple[str | None, float | None, float, float, bool, str]
+"""Served model name, its recorded score, cost, simulated latency, fell back, request id."""
 
 
 def _one(graph: Any, fleet: Fleet, provider: Any, record: Record, policy: str,
-         seed: int) -> tuple[str | None, float | None, float, float, bool]:
+         seed: int) -> Row:
     from graph.state import RunSettings
 
     request = {"context": fleet.tasks[record.task], "prompt": record.prompt}
@@ -88,23 +111,35 @@ def _one(graph: Any, fleet: Fleet, provider: Any, record: Record, policy: str,
     latency = sum(provider.simulated_latency_ms(fleet.model_name(a["model_id"]), record)
                   for a in out["attempts"] if a["error_class"] is None or a["latency_ms"])
     if not out["success"]:  # an unserved request scores 0
-        return None, 0.0, out["cost_usd"], latency, out["fallback_triggered"]
+        return None, 0.0, out["cost_usd"], latency, out["fallback_triggered"], out["thread_id"]
     name = fleet.model_name(out["model_used"])
     # an ungraded prompt (RouterBench has a few empty scores) counts for cost, not quality
-    return name, record.scores.get(name), out["cost_usd"], latency, out["fallback_triggered"]
+    return (name, record.scores.get(name), out["cost_usd"], latency, out["fallback_triggered"],
+            out["thread_id"])
 
 
 def run_policy(graph: Any, fleet: Fleet, provider: Any, policy: str, *, seed: int,
-               concurrency: int, progress: Callable[[int], None]) -> PolicyResult:
-    """Every record through the graph under one policy."""
+               concurrency: int, progress: Callable[[int], None],
+               services: Any = None) -> PolicyResult:
+    """Every record through the graph under one policy; a learned one (`services` given)
+    starts from no ratings, is rated over the train split, then over the records."""
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        rows = []
-        for row in pool.map(lambda r: _one(graph, fleet, provider, r, policy, seed),
-                            fleet.dataset.records):
-            rows.append(row)
-            progress(1)
-    result = PolicyResult(policy, requests=len(rows), wall_s=time.perf_counter() - started)
+        def route(records: Sequence[Record]) -> list[Row]:
+            return list(pool.map(lambda r: _one(graph, fleet, provider, r, policy, seed), records))
+
+        if services is None:
+            rows = []
+            for row in pool.map(lambda r: _one(graph, fleet, provider, r, policy, seed),
+                                fleet.dataset.records):
+                rows.append(row)
+                progress(1)
+        else:
+            services.store.forget_ratings()
+            _rated(route, services, fleet.train.records, concurrency, progress)
+            rows = _rated(route, services, fleet.dataset.records, concurrency, progress)
+    result = PolicyResult(policy, requests=len(rows), wall_s=time.perf_counter() - started,
+                          warmup=len(fleet.train) if services is not None else 0)
     served = [r for r in rows if r[0] is not None]
     result.served = len(served)
     graded = [r[1] for r in rows if r[1] is not None]
@@ -117,6 +152,22 @@ def run_policy(graph: Any, fleet: Fleet, provider: Any, policy: str, *, seed: in
     for name, *_ in served:
         result.picks[name] = result.picks.get(name, 0) + 1
     return result
+
+
+def _rated(route: Callable[[Sequence[Record]], list[Row]], services: Any,
+           records: Sequence[Record], batch: int, progress: Callable[[int], None]) -> list[Row]:
+    """Route a batch, then rate each served answer with its recorded score, in order."""
+    from graph.ratings import rate
+
+    rows: list[Row] = []
+    for start in range(0, len(records), batch):
+        done = route(records[start:start + batch])
+        for name, score, *_, request_id in done:
+            if name is not None and score is not None:
+                rate(services, request_id, score)
+        rows.extend(done)
+        progress(len(done))
+    return rows
 
 
 def spec_curve(fleet: Fleet) -> list[Point]:

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from graph.cli_commands import count
-from graph.evaluate import BASELINES, load_fleet, run_policy, summarize, table, write_outputs
+from graph.evaluate import (BASELINES, DEFAULT_POLICIES, load_fleet, run_policy, summarize, table,
+                            write_outputs)
 from nodes import policies
 
 
@@ -30,14 +31,27 @@ def _policies(text: str) -> list[str]:
     return names
 
 
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be an integer >= 0")
+    return value
+
+
 def add_parser(sub: Any, commands: dict[str, Any]) -> None:
     """Register `evaluate` on the CLI."""
     p = sub.add_parser("evaluate", help="route a replay dataset through the graph, per policy")
     p.add_argument("--dataset", default="llmrouter", help="llmrouter (bundled) or routerbench")
     p.add_argument("--data", help="replay file (.jsonl[.gz]) or RouterBench CSV folder")
-    p.add_argument("--policies", type=_policies, default=",".join(BASELINES),
+    p.add_argument("--policies", type=_policies, default=",".join(DEFAULT_POLICIES),
                    help=f"comma-separated: {_KNOWN}")
     p.add_argument("--limit", type=count, help="only the first N prompts")
+    p.add_argument("--warmup", type=_non_negative, default=None, metavar="N",
+                   help="rate the learned policies on the first N train prompts first "
+                        "(default: the whole train split; 0: start cold)")
     p.add_argument("--concurrency", type=count, default=4)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="evaluation", help="folder for the JSON and PNG")
@@ -66,27 +80,34 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """Run every policy, print the table, write JSON and PNG."""
     from tqdm import tqdm
 
+    from graph.replay import ReplayDataset
     from graph.replay.provider import install, registry_latencies
 
-    fleet = load_fleet(args.dataset, args.data, args.limit)
+    fleet = load_fleet(args.dataset, args.data, args.limit, args.warmup)
     for name in args.policies:  # before the run: each request would fail on it
         if name not in BASELINES:
             policies.check(name, fleet.registry)
     out = Path(args.out)
     graph, services = _graph(fleet, out)
-    provider = install(fleet.dataset, registry_latencies(fleet.registry), seed=args.seed)
+    answers = ReplayDataset(fleet.dataset.records + fleet.train.records, fleet.dataset.source)
+    provider = install(answers, registry_latencies(fleet.registry), seed=args.seed)
     singles = {m: fleet.dataset.model_outcome(m) for m in fleet.dataset.models}
     best = max(singles, key=lambda m: singles[m].mean_score)
     best_id = next(i for i, e in fleet.registry.models.items() if e.model == f"replay/{best}")
     names: list[str] = args.policies
     results = []
-    with tqdm(total=len(fleet.dataset) * len(names), unit="req", disable=args.no_progress,
+    rated = [n for n in names if n in policies.RATED]
+    total = len(fleet.dataset) * len(names) + len(fleet.train) * len(rated)
+    with tqdm(total=total, unit="req", disable=args.no_progress,
               file=sys.stderr, desc=f"evaluate {fleet.name}") as bar:
         for name in names:
             policy = f"model:{best_id}" if name == "best-single" else name
             result = run_policy(graph, fleet, provider, policy, seed=args.seed,
-                                concurrency=args.concurrency, progress=bar.update)
-            result.policy = name if name != "best-single" else f"best-single ({best})"
+                                concurrency=args.concurrency, progress=bar.update,
+                                services=services if name in policies.RATED else None)
+            result.policy = (f"best-single ({best})" if name == "best-single" else
+                             f"{name} ({result.warmup} warm-up)" if name in policies.RATED
+                             else name)
             results.append(result)
     summary = summarize(fleet, results)
     summary["wall_s"] = {r.policy: round(r.wall_s, 2) for r in results}

@@ -38,6 +38,14 @@ class RatingError(ValueError):
     """A rating that cannot be recorded; the message says why and what to do."""
 
 
+class RatingsOff(RatingError):
+    """`RATING_WINDOW_S=0`: no request is ratable."""
+
+
+class NotRatable(RatingError):
+    """No served request has that id within the rating window."""
+
+
 def check_quality(quality: Any) -> float:
     """The rating as a float in [0, 1], or a RatingError naming the value."""
     if isinstance(quality, bool) or not isinstance(quality, (int, float)):
@@ -61,14 +69,14 @@ def rate(services: Services, request_id: str, quality: float,
         raise RatingError(f"request_id {request_id!r}: must be a non-empty string")
     store = services.store
     if not store.rating_window_s:
-        raise RatingError("ratings are off (RATING_WINDOW_S=0): no request is ratable")
+        raise RatingsOff("ratings are off (RATING_WINDOW_S=0): no request is ratable")
     try:
         credited = store.rate(request_id, quality)
     except redis.RedisError as exc:
         raise redis.RedisError(f"Redis did not answer; the rating was not recorded: {exc}") \
             from exc
     if credited is None:
-        raise RatingError(
+        raise NotRatable(
             f"request {request_id!r} is not ratable: no served request has that id in the "
             f"last {store.rating_window_s} s (RATING_WINDOW_S); unserved requests have "
             "no answer to rate")

@@ -6,8 +6,9 @@ LiteLLM (seconds). Everything a replica must share (health, circuits, usage, che
 already lives in Redis, so replicas need no affinity and any of them can serve a request.
 
 Routes: `POST /v1/select` (dry run: the decision, no model called), `POST /v1/run` (the
-full graph through `ainvoke`), `GET /v1/models`, `GET /healthz` (liveness) and
-`GET /readyz` (readiness: registry loaded and Redis answering).
+full graph through `ainvoke`; `options.policy` chooses the routing policy), `POST
+/v1/feedback` (rate a served run by its `thread_id`: graph/ratings.py), `GET /v1/models`,
+`GET /healthz` (liveness) and `GET /readyz` (readiness: registry loaded and Redis answering).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+import redis
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -31,9 +33,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from graph import gc_tuning, redis_conn, settings, telemetry
 from graph.context import TaskContext
 from graph.dry_run import dry_run
+from graph.ratings import NotRatable, RatingError, RatingsOff, rate
 from graph.redact import redact
+from graph.registry import Registry
 from graph.services import Services
 from graph.state import RunSettings
+from nodes import policies
 from nodes.analyze_context import BadRequest
 from nodes.selection import NoEligibleModel
 
@@ -56,6 +61,9 @@ class Options(BaseModel):
     temperature: float | None = Field(default=None, ge=0, le=2)
     top_k: int | None = Field(default=None, ge=1, le=10)
     max_tries_per_model: int | None = Field(default=None, ge=1, le=5)
+    policy: str | None = Field(default=None, min_length=1, max_length=200)
+    """A routing policy of nodes/policies.py (`spec` when absent); checked against the
+    registry by the route (`_check_policy`), since `model:<id>` needs it."""
 
 
 class RunRequest(BaseModel):
@@ -82,6 +90,38 @@ class SelectRequest(RunRequest):
     """
 
     require_keys: bool = Field(default=False, strict=True)  # "yes" is not a yes
+
+
+class FeedbackRequest(BaseModel):
+    """A rating of a served `/v1/run`, by its `thread_id` (graph/ratings.py)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    request_id: str = Field(min_length=1, max_length=200, pattern=r"\S")
+    quality: float = Field(ge=0, le=1, allow_inf_nan=False)
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+_KNOWN_POLICIES = (f"known policies: {', '.join(policies.POLICIES)}, "
+                   "model:<id> (an id of /v1/models)")
+
+
+def _policy_error(message: str) -> RequestValidationError:
+    """A 422 naming `options.policy`, in the shape of pydantic's; the value is not echoed."""
+    return RequestValidationError([{"loc": ("body", "options", "policy"), "msg": message,
+                                    "type": "value_error"}])
+
+
+def _check_policy(registry: Registry, policy: str | None) -> None:
+    """Before the graph runs: an unknown policy, or one pinning a model the registry lacks."""
+    if policy is None:
+        return
+    try:
+        policies.check(policy, registry)
+    except ValueError:
+        problem = ("pins a model the registry does not have" if policy.startswith("model:")
+                   else "unknown policy")
+        raise _policy_error(f"{problem}; {_KNOWN_POLICIES}") from None
 
 
 class NotReady(RuntimeError):
@@ -229,6 +269,15 @@ def _over(limit: int) -> str:
 _HTTP_ERRORS = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
 
 
+def _rating_status(exc: RatingError) -> tuple[int, str]:
+    """A RatingError's status and error name."""
+    if isinstance(exc, RatingsOff):
+        return 409, "ratings_off"
+    if isinstance(exc, NotRatable):
+        return 404, "not_ratable"
+    return 422, "bad_request"  # a bad quality or id the body's model let through
+
+
 def _install_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -254,6 +303,16 @@ def _install_handlers(app: FastAPI) -> None:
     async def no_model(_: Request, exc: NoEligibleModel) -> JSONResponse:
         message = str(exc).split("\n", 1)[0].removesuffix("; excluded:")
         return _error(409, "no_eligible_model", message, excluded=exc.excluded)
+
+    @app.exception_handler(RatingError)
+    async def rating_refused(_: Request, exc: RatingError) -> JSONResponse:
+        return _error(*_rating_status(exc), str(exc))
+
+    @app.exception_handler(redis.RedisError)
+    async def redis_down(request: Request, exc: redis.RedisError) -> JSONResponse:
+        """Redis failed where nothing can stand in for it (a rating): retry later."""
+        log.warning("%s %s: %s", request.method, request.url.path, redact(str(exc)))
+        return _error(503, "redis_unavailable", str(exc))
 
     @app.exception_handler(NotReady)
     async def not_ready(_: Request, exc: NotReady) -> JSONResponse:
@@ -356,6 +415,9 @@ def create_app(
         Sync on purpose: FastAPI runs it in its threadpool, since it reads Redis.
         """
         services, _ = rt.ready()
+        if body.options.policy not in (None, "spec"):  # dry_run reads no ratings
+            raise _policy_error("/v1/select decides by the spec's score only; choose another "
+                                "policy on /v1/run")
         opts = rt.settings(body.options)
         result = dry_run(services.registry, services.store, body.context, prompt=body.prompt,
                          system_prompt=body.system_prompt, max_tokens=opts.max_tokens,
@@ -367,11 +429,24 @@ def create_app(
         """The full graph, through `ainvoke`, checkpointed at `CHECKPOINT_DURABILITY`.
 
         200 even when every model failed: `success` is false and `attempts` says what each
-        model did (the request itself was valid).
+        model did (the request itself was valid). Its `thread_id` is the request id that
+        `/v1/feedback` rates.
         """
-        _, graph = rt.ready()
+        services, graph = rt.ready()
+        _check_policy(services.registry, body.options.policy)
         return dict(await graph.ainvoke(body.graph_input(), context=rt.settings(body.options),
                                         durability=rt.durability))
+
+    @app.post("/v1/feedback")
+    def feedback(body: FeedbackRequest) -> dict[str, Any]:
+        """Rate a served `/v1/run` by its `thread_id`; the rating record appended to the log.
+
+        Sync on purpose: FastAPI runs it in its threadpool, since it writes Redis. Rating a
+        request again replaces its rating. 404 for a request id not served within
+        `RATING_WINDOW_S`, 409 when ratings are off, 503 when Redis does not answer.
+        """
+        services, _ = rt.ready()
+        return rate(services, body.request_id, body.quality, body.comment)
 
     return app
 

@@ -227,7 +227,8 @@ class Store:
         pipe.lpush(self.key("usage", model_id), line)
         pipe.ltrim(self.key("usage", model_id), 0, USAGE_KEEP - 1)
         if served:
-            request_id, who = served
+            request_id, who = served  # a reused thread id starts unrated
+            pipe.delete(self.key("request", request_id))
             pipe.hset(self.key("request", request_id), mapping=who._asdict())
             pipe.expire(self.key("request", request_id), self.rating_window_s)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import bisect
 import csv
 import hashlib
 import json
@@ -180,9 +181,16 @@ class FeedbackSummary:
     lines: int
     records: int
     skipped_no_prompt: int
+    """Request lines without a prompt (logged without FEEDBACK_INCLUDE_PROMPT=1)."""
     skipped_torn: tuple[int, ...] = ()
     """Line numbers that are not JSON: a write cut short (a full disk), whose record the
     log wrote again in full afterwards (graph/feedback.py)."""
+    ratings: int = 0
+    """Rating lines (`"type": "rating"`, graph/ratings.py), counted apart from the requests."""
+    rated: int = 0
+    """Request lines whose score a rating set (a request rated again counts once)."""
+    ratings_unmatched: int = 0
+    """Ratings of a request not in the log, or logged without a prompt: counted, unused."""
 
 
 def _feedback_score(row: dict[str, Any]) -> float:
@@ -193,15 +201,37 @@ def _feedback_score(row: dict[str, Any]) -> float:
     return score
 
 
+def _rating(row: dict[str, Any]) -> tuple[str, float]:
+    """A rating line's request id and rating (its `user_feedback`, in [0, 1])."""
+    request_id, value = row["request_id"], row["user_feedback"]
+    if not request_id or not isinstance(request_id, str):
+        raise ValueError(f"rating with request_id {request_id!r}: must be a non-empty string")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not 0.0 <= value <= 1.0:
+        raise ValueError(f"rating user_feedback {value!r}: must be a number in [0, 1]")
+    return request_id, float(value)
+
+
+Entry = tuple[str, str, float, float, float | None]
+"""One request line with a prompt: prompt, model, score, cost, latency."""
+
+
 def from_feedback(path: str | Path) -> tuple[list[Record], FeedbackSummary]:
     """The project's feedback log: lines carrying a prompt become records.
 
     Lines for the same prompt are merged into one record; a model seen several times on
-    it gets its mean score, cost and latency. Lines without a prompt, and torn lines (not
-    JSON), are counted and skipped; a JSON line that is not a record is an error.
+    it gets its mean score, cost and latency. A rating line (`"type": "rating"`) sets the
+    score of the served request line with its `request_id` to its `user_feedback`; the
+    last rating of a request wins. Lines without a prompt, ratings of a request not in the log (or
+    logged without a prompt), and torn lines (not JSON) are counted and skipped; a JSON
+    line that is neither a request nor a rating is an error.
     """
     path = Path(path)
-    groups: dict[str, dict[str, list[tuple[float, float, float | None]]]] = {}
+    entries: list[Entry] = []
+    # request id -> its served request lines (only those can be rated) in log order: (line
+    # number, index in entries or None without a prompt); a thread id may be reused
+    by_request: dict[str, list[tuple[int, int | None]]] = {}
+    ratings: list[tuple[int, str, float]] = []
     task_of: dict[str, str] = {}
     lines = skipped = 0
     torn: list[int] = []
@@ -216,20 +246,58 @@ def from_feedback(path: str | Path) -> tuple[list[Record], FeedbackSummary]:
                 torn.append(number)
                 continue
             try:
-                if not row.get("prompt"):
-                    skipped += 1
+                if row.get("type") == "rating":
+                    ratings.append((number, *_rating(row)))
                     continue
-                entry = (
-                    _feedback_score(row),
-                    float(row.get("cost_usd") or 0.0),
-                    row.get("latency_ms"),
-                )
-                groups.setdefault(row["prompt"], defaultdict(list))[row["model_id"]].append(entry)
+                index = None
+                if row.get("prompt"):
+                    index = len(entries)
+                    entries.append((row["prompt"], row["model_id"], _feedback_score(row),
+                                    float(row.get("cost_usd") or 0.0), row.get("latency_ms")))
+                else:
+                    skipped += 1
+                if row.get("success") and isinstance(row.get("request_id"), str):
+                    by_request.setdefault(row["request_id"], []).append((number, index))
             except (AttributeError, KeyError, TypeError, ValueError) as exc:
                 raise ReplayFormatError(f"{path}:{number}: {_why(exc)}") from None
-            task_of.setdefault(row["prompt"], row.get("task_type") or "unknown")
+            if index is not None:
+                task_of.setdefault(row["prompt"], row.get("task_type") or "unknown")
+    rated, unmatched = _apply_ratings(ratings, by_request)
+    groups: dict[str, dict[str, list[tuple[float, float, float | None]]]] = {}
+    for index, (prompt, model_id, score, cost, latency) in enumerate(entries):
+        groups.setdefault(prompt, defaultdict(list))[model_id].append(
+            (rated.get(index, score), cost, latency))
     records = [_feedback_record(p, per_model, task_of[p]) for p, per_model in groups.items()]
-    return records, FeedbackSummary(lines, len(records), skipped, tuple(torn))
+    return records, FeedbackSummary(lines, len(records), skipped, tuple(torn),
+                                    len(ratings), len(rated), unmatched)
+
+
+def _rated_line(number: int, request_id: str,
+                by_request: dict[str, list[tuple[int, int | None]]]) -> int | None:
+    """The entry a rating on line `number` rates: the last served request line with its id
+    before it (a reused thread id names several), else the first after it (a record the log
+    wrote late, after a full disk); None when there is none, or that line has no prompt."""
+    seen = by_request.get(request_id)
+    if not seen:
+        return None
+    before = bisect.bisect_left(seen, number, key=lambda line: line[0]) - 1
+    return seen[before][1] if before >= 0 else seen[0][1]
+
+
+def _apply_ratings(ratings: Sequence[tuple[int, str, float]],
+                   by_request: dict[str, list[tuple[int, int | None]]],
+                   ) -> tuple[dict[int, float], int]:
+    """Entry index -> its rating (the last rating in the log wins), and how many ratings
+    rated no entry."""
+    rated: dict[int, float] = {}
+    unmatched = 0
+    for number, request_id, quality in ratings:
+        index = _rated_line(number, request_id, by_request)
+        if index is None:
+            unmatched += 1
+        else:
+            rated[index] = quality
+    return rated, unmatched
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -273,6 +341,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                     f"prompt")
             if summary.skipped_torn:
                 note += f" and torn lines {', '.join(map(str, summary.skipped_torn))}"
+            if summary.ratings:
+                note += (f"; ratings: {summary.ratings} lines, {summary.rated} requests "
+                         f"rated, {summary.ratings_unmatched} for requests not in the log or "
+                         "logged without a prompt")
     except (ReplayFormatError, OSError) as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
     data = ReplayDataset(records)

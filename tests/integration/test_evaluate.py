@@ -18,12 +18,15 @@ def env(monkeypatch, prefix):
 
 
 def test_evaluate_bundled_llmrouter_writes_table_json_plot_and_feedback(env, tmp_path, capsys):
-    assert main(["evaluate", "--limit", "60", "--out", str(tmp_path), "--no-progress"]) == 0
+    assert main(["evaluate", "--limit", "60", "--warmup", "40", "--out", str(tmp_path),
+                 "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "llmrouter: 60 prompts" in printed and "AIQ over" in printed
     report = json.loads((tmp_path / "evaluate-llmrouter.json").read_text())
     policies = {p["policy"].split(" ")[0]: p for p in report["policies"]}
-    assert set(policies) == {"random", "cheapest", "best-single", "spec"}
+    assert set(policies) == {"random", "cheapest", "best-single", "spec", "learned",
+                             "learned-quality"}
+    assert policies["learned"]["policy"] == "learned (40 warm-up)"
     for p in policies.values():
         assert p["requests"] == 60 and p["served"] == 60
     best = report["best_single"]
@@ -31,8 +34,11 @@ def test_evaluate_bundled_llmrouter_writes_table_json_plot_and_feedback(env, tmp
     assert policies["cheapest"]["cost_per_1k"] <= policies["random"]["cost_per_1k"]
     assert report["oracle"]["mean_quality"] >= best["mean_quality"]
     assert (tmp_path / "evaluate-llmrouter.png").read_bytes()[:4] == b"\x89PNG"
-    feedback = (tmp_path / "feedback-llmrouter.jsonl").read_text().splitlines()
-    assert len(feedback) == 4 * 60
+    lines = [json.loads(x) for x in (tmp_path / "feedback-llmrouter.jsonl").read_text().splitlines()]
+    requests = [x for x in lines if x.get("type") != "rating"]
+    ratings = [x for x in lines if x.get("type") == "rating"]
+    assert len(requests) == 6 * 60 + 2 * 40  # the warm-up goes through the graph too
+    assert len(ratings) == 2 * (60 + 40)  # every served answer of a learned policy is rated
 
 
 def test_same_command_same_numbers(env, tmp_path):
@@ -42,6 +48,25 @@ def test_same_command_same_numbers(env, tmp_path):
     a, b = (json.loads((tmp_path / r / "evaluate-llmrouter.json").read_text()) for r in "ab")
     strip = lambda rep: [{k: v for k, v in p.items() if k != "wall_s"} for p in rep["policies"]]
     assert strip(a) == strip(b)
+
+
+def test_learned_policies_learn_from_ratings_and_repeat_exactly(env, tmp_path):
+    """Cold (no warm-up) vs warmed up on 1,000 rated train prompts, over the same 100 test
+    prompts: the ratings must move the learned policies' choices, and a second run must
+    give the same figures (batches are decided, then rated, in order)."""
+    def report(run, warmup):
+        assert main(["evaluate", "--limit", "100", "--warmup", str(warmup), "--policies",
+                     "spec,learned-quality", "--out", str(tmp_path / run), "--no-progress"]) == 0
+        rep = json.loads((tmp_path / run / "evaluate-llmrouter.json").read_text())
+        return {p["policy"].split(" ")[0]: p for p in rep["policies"]}
+
+    cold, warm, again = report("cold", 0), report("warm", 1000), report("again", 1000)
+    assert cold["learned-quality"]["policy"] == "learned-quality (0 warm-up)"
+    assert warm["learned-quality"]["picks"] != cold["learned-quality"]["picks"]
+    assert warm["learned-quality"]["mean_quality"] > cold["learned-quality"]["mean_quality"]
+    assert warm["learned-quality"]["mean_quality"] > warm["spec"]["mean_quality"]
+    strip = lambda rep: {k: v for k, v in rep.items() if k != "wall_s"}
+    assert strip(again["learned-quality"]) == strip(warm["learned-quality"])
 
 
 def test_routerbench_needs_its_data(env, tmp_path, capsys):

@@ -51,6 +51,18 @@ def test_rating_again_replaces_the_first_rating(selection, services):
     assert services.store.ratings("self_heal", "code_fix") == {PRIMARY: (1, pytest.approx(0.9))}
 
 
+def test_a_reused_thread_id_served_again_is_rated_afresh(selection, services):
+    config = {"configurable": {"thread_id": "agent-7-thread"}}
+    request = {"context": PORT_HEALER, "prompt": PROMPT}
+    selection.invoke(request, config, context=RunSettings(mock_responses={"*": "ok"}))
+    rate(services, "agent-7-thread", 1.0)
+    mocks = {PRIMARY: litellm.RateLimitError("slow down", "groq", "m"), "*": "ok"}
+    selection.invoke(request, config, context=RunSettings(mock_responses=mocks))
+    assert rate(services, "agent-7-thread", 0.0)["replaces"] is None  # a new answer, a new vote
+    assert services.store.ratings("self_heal", "code_fix") == {PRIMARY: (1, 1.0),
+                                                                SECOND: (1, 0.0)}
+
+
 def test_concurrent_ratings_of_different_requests_all_count(selection, services):
     ids = [serve(selection)["thread_id"] for _ in range(8)]
     with ThreadPoolExecutor(8) as pool:
@@ -101,7 +113,7 @@ def test_ratings_are_off_with_a_zero_window(services, redis_client, prefix):
 def test_the_learned_policy_moves_off_a_poorly_rated_primary(selection, services):
     """The spec's primary is rated poorly; the learned policies leave it, the spec stays."""
     for _ in range(6):
-        rate(services, serve(selection)["thread_id"], 0.0)
+        selection.rate(serve(selection)["thread_id"], 0.0)  # the compiled graph's own door
     assert serve(selection)["model_used"] == PRIMARY
     for policy in ("learned", "learned-quality"):
         out = serve(selection, policy)

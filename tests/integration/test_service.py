@@ -366,3 +366,164 @@ def test_routing_errors_have_the_documented_shape(make_client: Callable[..., Tes
     wrong = client.get("/v1/run")
     assert wrong.status_code == 405 and wrong.json()["error"] == "method_not_allowed"
     assert wrong.headers["allow"] == "POST"
+
+
+# ------------------------------------------------------------------ ratings and policies
+def _log(tmp_path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (tmp_path / "feedback.jsonl").read_text().splitlines()]
+
+
+def test_a_run_then_its_rating_is_credited_and_logged(
+    make_client: Callable[..., TestClient], tmp_path: Path,
+) -> None:
+    client = make_client()
+    run = client.post("/v1/run", json=REQUEST).json()
+    assert run["success"] is True and run["thread_id"]
+    reply = client.post("/v1/feedback", json={"request_id": run["thread_id"], "quality": 0.75,
+                                              "comment": "worked, but slow"})
+    assert reply.status_code == 200, reply.text
+    record = reply.json()
+    assert {k: record[k] for k in ("type", "request_id", "model_id", "domain", "task_type",
+                                   "user_feedback", "replaces", "comment")} == {
+        "type": "rating", "request_id": run["thread_id"], "model_id": SPEC_CHAIN[0],
+        "domain": "self_heal", "task_type": "code_fix", "user_feedback": 0.75,
+        "replaces": None, "comment": "worked, but slow"}
+    store = client.app.state.runtime.services.store  # type: ignore[attr-defined]
+    assert store.ratings("self_heal", "code_fix") == {SPEC_CHAIN[0]: (1, pytest.approx(0.75))}
+    assert _log(tmp_path)[-1] == record  # after the run's own record: the durable copy
+
+
+def test_rating_again_replaces_the_rating(make_client: Callable[..., TestClient]) -> None:
+    client = make_client()
+    rid = client.post("/v1/run", json=REQUEST).json()["thread_id"]
+    assert client.post("/v1/feedback", json={"request_id": rid, "quality": 1}).status_code == 200
+    again = client.post("/v1/feedback", json={"request_id": rid, "quality": 0.25})
+    assert again.status_code == 200, again.text
+    assert again.json()["replaces"] == 1.0 and "comment" not in again.json()
+    store = client.app.state.runtime.services.store  # type: ignore[attr-defined]
+    assert store.ratings("self_heal", "code_fix") == {SPEC_CHAIN[0]: (1, pytest.approx(0.25))}
+
+
+def test_rating_an_unknown_or_unserved_request_is_404(
+    make_client: Callable[..., TestClient], tmp_path: Path,
+) -> None:
+    client = make_client(mock=Exception("provider exploded"))
+    failed = client.post("/v1/run", json=REQUEST).json()
+    assert failed["success"] is False  # no answer was served: nothing to rate
+    lines = len(_log(tmp_path))
+    for rid in (failed["thread_id"], "no-such-request"):
+        reply = client.post("/v1/feedback", json={"request_id": rid, "quality": 0.5})
+        assert reply.status_code == 404, reply.text
+        body = reply.json()
+        assert body["error"] == "not_ratable" and "is not ratable" in body["message"]
+        assert set(body) == {"error", "message"}
+    assert len(_log(tmp_path)) == lines  # nothing recorded
+    store = client.app.state.runtime.services.store  # type: ignore[attr-defined]
+    assert store.ratings("self_heal", "code_fix") == {}
+
+
+def test_rating_when_ratings_are_off_is_409(
+    make_client: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RATING_WINDOW_S", "0")
+    client = make_client()
+    rid = client.post("/v1/run", json=REQUEST).json()["thread_id"]
+    reply = client.post("/v1/feedback", json={"request_id": rid, "quality": 0.5})
+    assert reply.status_code == 409, reply.text
+    assert reply.json()["error"] == "ratings_off"
+    assert "ratings are off" in reply.json()["message"]
+
+
+@pytest.mark.parametrize(("patch", "field"), [
+    ({"quality": 1.5}, "quality"),
+    ({"quality": -0.1}, "quality"),
+    ({"quality": "0.5"}, "quality"),  # strict: no strings for numbers
+    ({"quality": True}, "quality"),
+    ({"request_id": ""}, "request_id"),
+    ({"comment": "x" * 2001}, "comment"),
+    ({"stars": 5}, "stars"),  # an unknown field
+])
+def test_a_bad_rating_is_422_naming_the_field(make_client: Callable[..., TestClient],
+                                               patch: dict[str, Any], field: str) -> None:
+    reply = make_client().post("/v1/feedback", json={"request_id": "r1", "quality": 0.5, **patch})
+    assert reply.status_code == 422, reply.text
+    assert reply.json()["error"] == "validation_error"
+    assert any(field in e["loc"] for e in reply.json()["detail"]), reply.text
+
+
+def test_rating_with_redis_down_is_503_without_a_traceback(
+    make_client: Callable[..., TestClient], env: str, tmp_path: Path,
+) -> None:
+    from graph.store import Store
+
+    dead = redis.Redis(port=1, socket_connect_timeout=0.2, decode_responses=True)
+
+    def services() -> Services:
+        return dataclasses.replace(no_sleep_services(), store=Store(dead, prefix=env))
+
+    client = make_client(make_services=services, checkpoints=False)
+    reply = client.post("/v1/feedback", json={"request_id": "r1", "quality": 0.5})
+    assert reply.status_code == 503, reply.text
+    body = reply.json()
+    assert body["error"] == "redis_unavailable" and set(body) == {"error", "message"}
+    assert body["message"].startswith("Redis did not answer; the rating was not recorded")
+    assert "Traceback" not in reply.text
+    assert _log(tmp_path) == []
+
+
+@pytest.mark.parametrize(("policy", "problem"), [
+    ("best", "unknown policy"),
+    ("model:no-such-model", "pins a model the registry does not have"),
+    ("", "at least 1 character"),
+])
+def test_an_unknown_policy_is_422_before_the_graph_runs(
+    make_client: Callable[..., TestClient], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    policy: str, problem: str,
+) -> None:
+    client = make_client()
+    graph = client.app.state.runtime.graph  # type: ignore[attr-defined]
+
+    async def never(*_args: Any, **_kwargs: Any) -> None:
+        raise AssertionError("the graph ran")
+
+    monkeypatch.setattr(graph, "ainvoke", never)
+    reply = client.post("/v1/run", json={**REQUEST, "options": {"policy": policy}})
+    assert reply.status_code == 422, reply.text
+    body = reply.json()
+    assert body["error"] == "validation_error"
+    [error] = body["detail"]
+    assert error["loc"] == ["body", "options", "policy"] and problem in error["msg"]
+    if policy:  # the known ones are named, the value is not echoed
+        assert "spec, cheapest, random, learned, learned-quality, model:<id>" in error["msg"]
+        assert policy not in reply.text
+    assert _log(tmp_path) == []
+
+
+def test_select_refuses_a_policy_it_cannot_apply(make_client: Callable[..., TestClient]) -> None:
+    client = make_client()
+    reply = client.post("/v1/select", json={**REQUEST, "options": {"policy": "learned"}})
+    assert reply.status_code == 422, reply.text
+    [error] = reply.json()["detail"]
+    assert error["loc"] == ["body", "options", "policy"] and "/v1/run" in error["msg"]
+    spec = client.post("/v1/select", json={**REQUEST, "options": {"policy": "spec"}})
+    assert spec.status_code == 200 and spec.json()["primary"] == SPEC_CHAIN[0]
+
+
+def test_the_learned_policies_route_by_the_ratings(make_client: Callable[..., TestClient]) -> None:
+    client = make_client()
+    rid = client.post("/v1/run", json=REQUEST).json()["thread_id"]
+    assert client.post("/v1/feedback", json={"request_id": rid, "quality": 0}).status_code == 200
+    learned = client.post("/v1/run", json={**REQUEST, "options": {"policy": "learned"}})
+    assert learned.status_code == 200, learned.text
+    body = learned.json()
+    assert body["success"] is True
+    scores = {c["model_id"]: c["score"] for c in body["candidates"]}
+    assert scores[SPEC_CHAIN[0]]["ratings"] == 1  # the rating was read
+    assert scores[SPEC_CHAIN[0]]["learned_quality"] < scores[SPEC_CHAIN[1]]["learned_quality"]
+    # by rated quality first, the badly rated primary is no longer first
+    quality = client.post("/v1/run", json={**REQUEST, "options": {"policy": "learned-quality"}})
+    assert quality.status_code == 200, quality.text
+    assert quality.json()["model_used"] != SPEC_CHAIN[0]
+    pinned = client.post("/v1/run", json={**REQUEST,
+                                          "options": {"policy": f"model:{SPEC_CHAIN[1]}"}})
+    assert pinned.json()["model_used"] == SPEC_CHAIN[1]

@@ -106,6 +106,13 @@ def test_bundled_replay_is_the_conversion_of_the_shared_test_split() -> None:
 
 
 @needs_llmrouter
+def test_bundled_train_split_is_the_conversion_of_the_shared_one() -> None:
+    """The learned policies' warm-up (evaluate --warmup) reads this copy."""
+    bundled = list(read_records(fleet_dir("llmrouter") / "train.jsonl.gz"))
+    assert bundled == from_llmrouter(LLMROUTER / "train.json")
+
+
+@needs_llmrouter
 def test_llmrouter_train_split_has_all_14_tasks() -> None:
     data = ReplayDataset(from_llmrouter(LLMROUTER / "train.json"))
     assert len(data) == 5608 and len(data.tasks) == 14
@@ -347,6 +354,119 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert exit_.value.code == 2
     assert capsys.readouterr().err.strip() == (
         f"python -m graph.replay.convert: error: {path}:1: missing field 'model_id'")
+
+
+# ---------------------------------------------------------------- ratings in the feedback log
+
+
+def served(rid: str | None, model: str, prompt: str | None = "fix it", **extra: object) -> dict:
+    """A request line as nodes/record_feedback.py writes it (with FEEDBACK_INCLUDE_PROMPT=1)."""
+    line = {"timestamp": "2025-01-01T00:00:00Z", "model_id": model, "task_type": "code_fix",
+            "success": True, "latency_ms": 800, "cost_usd": 0.001, "agent_id": "",
+            "user_feedback": None, "request_id": rid, "domain": "self_heal", **extra}
+    if prompt is not None:
+        line["prompt"] = prompt
+    return line
+
+
+def rating(rid: str, quality: object, model: str = "m1", **extra: object) -> dict:
+    """A rating line as graph/ratings.py appends it."""
+    return {"timestamp": "2025-01-01T00:05:00Z", "type": "rating", "request_id": rid,
+            "model_id": model, "domain": "self_heal", "task_type": "code_fix",
+            "user_feedback": quality, "replaces": None, **extra}
+
+
+def write_log(path: Path, lines: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    return path
+
+
+# r1 rated twice (the second wins), r3 logged without a prompt, r9 never in the log
+RATED_LOG = [
+    served("r1", "m1"),
+    served("r2", "m2"),
+    served("r3", "m1", prompt=None),
+    rating("r1", 0.25),
+    rating("r1", 0.5, replaces=0.25),
+    rating("r3", 0.9),
+    rating("r9", 0.1),
+]
+
+
+def test_a_rating_sets_its_requests_score_and_the_last_rating_wins(tmp_path: Path) -> None:
+    records, summary = from_feedback(write_log(tmp_path / "fb.jsonl", RATED_LOG))
+    [fix] = records
+    assert fix.scores == {"m1": 0.5, "m2": 1.0}  # m1: rated 0.5 (not 0.25, not success 1.0)
+    assert fix.cost_usd == {"m1": 0.001, "m2": 0.001}  # ratings add no calls
+    assert (summary.lines, summary.records, summary.skipped_no_prompt) == (7, 1, 1)
+    assert (summary.ratings, summary.rated, summary.ratings_unmatched) == (4, 1, 2)
+
+
+def test_a_rating_replaces_the_lines_own_quality_and_joins_the_models_mean(
+    tmp_path: Path,
+) -> None:
+    lines = [served("a", "m1", quality=0.9), served("b", "m1"), rating("a", 0.0)]
+    [fix], summary = from_feedback(write_log(tmp_path / "fb.jsonl", lines))
+    assert fix.scores == {"m1": 0.5}  # mean of the rated 0.0 and b's success 1.0
+    assert summary.rated == 1 and summary.ratings_unmatched == 0
+
+
+def test_a_reused_thread_id_rates_the_request_served_before_the_rating(tmp_path: Path) -> None:
+    lines = [
+        rating("late", 0.3),  # its record was written after it (queued on a full disk)
+        served("t", "m1", prompt="first"),
+        rating("t", 0.2),
+        served("t", "m2", prompt="second"),  # the caller reused thread id t
+        rating("t", 0.7, model="m2"),
+        served("late", "m3", prompt="third"),
+    ]
+    records, summary = from_feedback(write_log(tmp_path / "fb.jsonl", lines))
+    assert {r.prompt: r.scores for r in records} == {
+        "first": {"m1": 0.2}, "second": {"m2": 0.7}, "third": {"m3": 0.3}}
+    assert (summary.ratings, summary.rated, summary.ratings_unmatched) == (3, 3, 0)
+
+
+def test_a_rating_of_an_unserved_request_is_counted_not_applied(tmp_path: Path) -> None:
+    lines = [served("f", "m1", success=False), rating("f", 1.0)]
+    [fix], summary = from_feedback(write_log(tmp_path / "fb.jsonl", lines))
+    assert fix.scores == {"m1": 0.0}
+    assert (summary.ratings, summary.rated, summary.ratings_unmatched) == (1, 0, 1)
+
+
+def test_a_log_of_ratings_only_gives_no_records_and_no_error(tmp_path: Path) -> None:
+    records, summary = from_feedback(write_log(tmp_path / "fb.jsonl", [rating("x", 0.5)]))
+    assert records == [] and summary.skipped_no_prompt == 0
+    assert (summary.lines, summary.ratings, summary.ratings_unmatched) == (1, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("bad", "reason"),
+    [
+        ({"type": "rating", "user_feedback": 0.5}, "missing field 'request_id'"),
+        ({"type": "rating", "request_id": "r1"}, "missing field 'user_feedback'"),
+        (rating("r1", 1.5), "rating user_feedback 1.5: must be a number in [0, 1]"),
+        (rating("r1", None), "rating user_feedback None: must be a number in [0, 1]"),
+        (rating("r1", True), "rating user_feedback True: must be a number in [0, 1]"),
+        (rating("", 0.5), "rating with request_id '': must be a non-empty string"),
+    ],
+)
+def test_bad_rating_lines_name_the_line(tmp_path: Path, bad: dict, reason: str) -> None:
+    path = write_log(tmp_path / "fb.jsonl", [served("r1", "m1"), bad])
+    with pytest.raises(ReplayFormatError, match=rf"fb\.jsonl:2: {re.escape(reason)}$"):
+        from_feedback(path)
+
+
+def test_cli_reports_the_ratings_apart_from_the_lines_without_a_prompt(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "fb.jsonl.gz"
+    assert main(["feedback", str(write_log(tmp_path / "fb.jsonl", RATED_LOG)), "-o", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == (
+        f"wrote 1 records (2 models, 1 tasks) to {out}; skipped 1 of 7 lines without a prompt; "
+        "ratings: 4 lines, 1 requests rated, 2 for requests not in the log or logged without "
+        "a prompt")
+    [record] = read_records(out)
+    assert record.scores == {"m1": 0.5, "m2": 1.0}
 
 
 # ---------------------------------------------------------------- command line
