@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +25,7 @@ from typing import Any
 
 from graph.context import TaskContext
 from graph.evaluate_metrics import Point, aiq, percentile
+from graph.ratings import rate
 from graph.registry import Registry, load_registry
 from graph.replay import ReplayDataset, fleet_dir, load_task_contexts
 from graph.replay.records import Record
@@ -71,9 +72,9 @@ def load_fleet(name: str, data: str | Path | None = None, limit: int | None = No
         dataset = ReplayDataset.load(data or folder / "test.jsonl.gz")
     if limit:
         dataset = ReplayDataset(dataset.records[:limit], source=dataset.source)
-    train_file = folder / "train.jsonl.gz"
-    train = ReplayDataset.load(train_file) if train_file.exists() and warmup != 0 else None
-    train = ReplayDataset(train.records[:warmup], source=train.source) if train else ReplayDataset(())
+    train, train_file = ReplayDataset(()), folder / "train.jsonl.gz"
+    if warmup != 0 and train_file.exists():
+        train = ReplayDataset(ReplayDataset.load(train_file).records[:warmup], str(train_file))
     return Fleet(name, dataset, load_registry(folder / "model_registry.yaml"),
                  load_task_contexts(folder / "tasks.yaml"), train)
 
@@ -125,13 +126,12 @@ def run_policy(graph: Any, fleet: Fleet, provider: Any, policy: str, *, seed: in
     starts from no ratings, is rated over the train split, then over the records."""
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        def route(records: Sequence[Record]) -> list[Row]:
-            return list(pool.map(lambda r: _one(graph, fleet, provider, r, policy, seed), records))
+        def route(records: Sequence[Record]) -> Iterator[Row]:
+            return pool.map(lambda r: _one(graph, fleet, provider, r, policy, seed), records)
 
         if services is None:
             rows = []
-            for row in pool.map(lambda r: _one(graph, fleet, provider, r, policy, seed),
-                                fleet.dataset.records):
+            for row in route(fleet.dataset.records):
                 rows.append(row)
                 progress(1)
         else:
@@ -154,14 +154,12 @@ def run_policy(graph: Any, fleet: Fleet, provider: Any, policy: str, *, seed: in
     return result
 
 
-def _rated(route: Callable[[Sequence[Record]], list[Row]], services: Any,
+def _rated(route: Callable[[Sequence[Record]], Iterator[Row]], services: Any,
            records: Sequence[Record], batch: int, progress: Callable[[int], None]) -> list[Row]:
     """Route a batch, then rate each served answer with its recorded score, in order."""
-    from graph.ratings import rate
-
     rows: list[Row] = []
     for start in range(0, len(records), batch):
-        done = route(records[start:start + batch])
+        done = list(route(records[start:start + batch]))
         for name, score, *_, request_id in done:
             if name is not None and score is not None:
                 rate(services, request_id, score)

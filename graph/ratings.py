@@ -18,20 +18,26 @@ from graph.redact import redact
 from graph.services import Services
 
 RATE = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
-local old = redis.call('HGET', KEYS[1], 'quality')
-local model = ARGV[2]
+local raw = redis.call('GET', KEYS[1])
+if not raw then return -1 end
+local served = cjson.decode(raw)
+if served['model_id'] ~= ARGV[2] then return -2 end
+local model, old = ARGV[2], served['quality']
 if old then
-  redis.call('HINCRBYFLOAT', KEYS[2], 'q:' .. model, tonumber(ARGV[1]) - tonumber(old))
+  redis.call('HINCRBYFLOAT', KEYS[2], 'q:' .. model, tonumber(ARGV[1]) - old)
 else
   redis.call('HINCRBY', KEYS[2], 'n:' .. model, 1)
   redis.call('HINCRBYFLOAT', KEYS[2], 'q:' .. model, ARGV[1])
 end
-redis.call('HSET', KEYS[1], 'quality', ARGV[1])
-return old or ''
+served['quality'] = tonumber(ARGV[1])
+redis.call('SET', KEYS[1], cjson.encode(served), 'KEEPTTL')
+if old then return tostring(old) end
+return ''
 """
-"""KEYS: the request's record, its task kind's tally. ARGV: quality, model id. Returns -1
-for a request no longer known, else the rating it replaced ('' if none)."""
+"""KEYS: the request's record (JSON: who served it, and its rating once rated), its task
+kind's tally. ARGV: quality, the model the caller read in the record. Returns -1 for a
+request no longer known, -2 when another model has served that id since the caller read
+it (a reused thread id: read again), else the rating it replaced ('' if none)."""
 
 
 class RatingError(ValueError):

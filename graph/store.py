@@ -227,10 +227,9 @@ class Store:
         pipe.lpush(self.key("usage", model_id), line)
         pipe.ltrim(self.key("usage", model_id), 0, USAGE_KEEP - 1)
         if served:
-            request_id, who = served  # a reused thread id starts unrated
-            pipe.delete(self.key("request", request_id))
-            pipe.hset(self.key("request", request_id), mapping=who._asdict())
-            pipe.expire(self.key("request", request_id), self.rating_window_s)
+            request_id, who = served  # one SET: a reused thread id starts unrated
+            pipe.set(self.key("request", request_id), json.dumps(who._asdict()),
+                     ex=self.rating_window_s)
 
     def _remember_locally(self, request_id: str, who: Served) -> None:
         with self._lock:
@@ -265,15 +264,19 @@ class Store:
         """
         if self.client is None:
             return self._rate_locally(request_id, quality)
-        from graph.ratings import RATE
+        from graph.ratings import RATE  # graph.ratings imports this module
 
-        raw = self.client.hgetall(self.key("request", request_id))
-        if not raw or "model_id" not in raw:
-            return None
-        who = Served(raw["model_id"], raw["domain"], raw["task_type"])
-        previous = self.client.eval(RATE, 2, self.key("request", request_id),
-                                    self.tally_key(who.domain, who.task_type),
-                                    repr(float(quality)), who.model_id)
+        key = self.key("request", request_id)
+        for _ in range(3):
+            raw = self.client.get(key)
+            if raw is None:
+                return None
+            served = json.loads(raw)
+            who = Served(served["model_id"], served["domain"], served["task_type"])
+            previous = self.client.eval(RATE, 2, key, self.tally_key(who.domain, who.task_type),
+                                        repr(float(quality)), who.model_id)
+            if previous != -2:  # -2: served again by another model since the read
+                break
         if previous == -1:  # expired between the two commands
             return None
         return who, (float(previous) if previous else None)

@@ -133,8 +133,10 @@ def test_rate_without_redis_is_one_line_exit_1(env):  # noqa: F811
 
 def test_rate_never_imports_litellm_or_langgraph(env, redis_client, prefix):  # noqa: F811
     # a served request as record_feedback leaves it (Store.log_usage), without serving one
-    redis_client.hset(f"{prefix}model:request:r-1", mapping={
-        "model_id": "gpt-4o-mini-self-heal", "domain": "self_heal", "task_type": "code_fix"})
+    from graph.store import Served, Store
+
+    Store(redis_client, prefix=prefix).log_usage("gpt-4o-mini-self-heal", {}, (
+        "r-1", Served("gpt-4o-mini-self-heal", "self_heal", "code_fix")))
     code = textwrap.dedent("""
         import sys
         from graph.cli import main

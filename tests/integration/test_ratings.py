@@ -43,6 +43,13 @@ def test_a_rating_is_credited_to_the_serving_model_and_logged(selection, service
     assert 7 * 24 * 3600 - 60 < window <= 7 * 24 * 3600
 
 
+def test_a_key_in_a_comment_never_reaches_the_log(selection, services):
+    rid = serve(selection)["thread_id"]
+    record = rate(services, rid, 0.5, comment="it printed sk-live1234567890abcdef to stdout")
+    assert "sk-live" not in services.feedback.path.read_text()
+    assert record["comment"] == "it printed [REDACTED] to stdout"
+
+
 def test_rating_again_replaces_the_first_rating(selection, services):
     rid = serve(selection)["thread_id"]
     rate(services, rid, 0.2)
@@ -149,3 +156,16 @@ def test_forget_ratings_clears_this_prefix_only(services, redis_client, prefix):
         assert redis_client.exists("other:model:quality:optimize:sql")
     finally:
         redis_client.delete("other:model:quality:optimize:sql")
+
+
+def test_the_script_credits_nobody_on_a_stale_read(services, redis_client, prefix):
+    """Between reading who served a request and crediting them, another model may serve a
+    reused thread id: the script then refuses (-2) and Store.rate reads again."""
+    from graph.ratings import RATE
+
+    services.store.log_usage("a", {}, ("r", Served("a", "optimize", "sql")))
+    key, tally = f"{prefix}model:request:r", services.store.tally_key("optimize", "sql")
+    assert redis_client.eval(RATE, 2, key, tally, "0.5", "b") == -2
+    assert redis_client.hgetall(tally) == {}
+    services.store.log_usage("b", {}, ("r", Served("b", "optimize", "sql")))
+    assert services.store.rate("r", 0.5) == (Served("b", "optimize", "sql"), None)
