@@ -79,8 +79,8 @@ def rate(services: Services, request_id: str, quality: float,
     try:
         credited = store.rate(request_id, quality)
     except redis.RedisError as exc:
-        raise redis.RedisError(f"Redis did not answer; the rating was not recorded: {exc}") \
-            from exc
+        raise redis.RedisError("Redis did not answer; the rating was not recorded: "
+                               + redact(str(exc))) from exc
     if credited is None:
         raise NotRatable(
             f"request {request_id!r} is not ratable: no served request has that id in the "
