@@ -139,6 +139,11 @@ def test_requests_survive_a_redis_outage_and_usage_is_flushed_when_it_returns(
     assert set(served.values()) == {1}
     during = {r["id"] for r in outage}
     assert sum(1 for e in entries if e["request_id"] in during) == sum(_calls(outage).values())
+    # who served each request was queued with its usage: every one is ratable, to its model
+    from graph.ratings import rate
+
+    for r in records:
+        assert rate(runner.services, r["id"], 0.5)["model_id"] == r["out"]["model_used"]
 
 
 @pytest.fixture
