@@ -25,7 +25,6 @@ from typing import Any
 
 from graph.context import TaskContext
 from graph.evaluate_metrics import Point, aiq, percentile
-from graph.ratings import rate
 from graph.registry import Registry, load_registry
 from graph.replay import ReplayDataset, fleet_dir, load_task_contexts
 from graph.replay.records import Record
@@ -157,6 +156,8 @@ def run_policy(graph: Any, fleet: Fleet, provider: Any, policy: str, *, seed: in
 def _rated(route: Callable[[Sequence[Record]], Iterator[Row]], services: Any,
            records: Sequence[Record], batch: int, progress: Callable[[int], None]) -> list[Row]:
     """Route a batch, then rate each served answer with its recorded score, in order."""
+    from graph.ratings import rate  # not at import: the CLI's parser imports this module
+
     rows: list[Row] = []
     for start in range(0, len(records), batch):
         done = list(route(records[start:start + batch]))
