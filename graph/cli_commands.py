@@ -144,6 +144,7 @@ def cmd_select(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     """Select, call and fall back through the graph; print the answer and what it cost."""
     from nodes import policies
+    from nodes.selection import usd
 
     # a pinned model the registry lacks: one line and exit 2 now, not a failed request
     policies.check(args.policy, _registry())
@@ -166,7 +167,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0 if out["success"] else 1
     if out["success"]:
         print(out["response"])
-        print(f"\n-- model {out['model_used']}   cost ${out['cost_usd']:.6f}   "
+        print(f"\n-- model {out['model_used']}   cost {usd(out['cost_usd'])}   "
               f"latency {out['latency_ms']} ms   fallback {out['fallback_triggered']}   "
               f"request {out['thread_id']}", file=sys.stderr)
         return 0

@@ -18,12 +18,24 @@ _KEY_SHAPES = re.compile(
     r"(?i:bearer)\s+[A-Za-z0-9._\-]{8,}|(?i:api[_-]?key)[\"'=: ]+[A-Za-z0-9._\-]{8,})"
 )
 _REPLACEMENT = r"\g<url>[REDACTED]"  # an unmatched group is empty: other shapes go whole
+_VENDOR_PREFIX = re.compile(r"^(?:[A-Za-z]{2,5}[-_]){1,2}")  # sk-, sk-proj-, gsk_, ...
+_MIN_BODY = 12
+
+
+def _known_keys() -> list[str]:
+    """Each configured key, and its body without the vendor prefix: a provider or a proxy
+    may echo the key without it, where no key shape matches."""
+    found: list[str] = []
+    for env in PROVIDER_KEY_ENV.values():
+        value = os.environ.get(env) if env else None
+        if value and len(value) >= 6:
+            body = _VENDOR_PREFIX.sub("", value)
+            found += [value, body] if body != value and len(body) >= _MIN_BODY else [value]
+    return found
 
 
 def redact(text: str) -> str:
     """Replace anything that looks like a key, and the value of every known key variable."""
-    for env in PROVIDER_KEY_ENV.values():
-        value = os.environ.get(env) if env else None
-        if value and len(value) >= 6:
-            text = text.replace(value, "[REDACTED]")
+    for value in _known_keys():
+        text = text.replace(value, "[REDACTED]")
     return _KEY_SHAPES.sub(_REPLACEMENT, text)

@@ -14,7 +14,7 @@ from graph.state import Attempt, RunSettings, SelectionState
 from nodes import llm
 from nodes.availability import fingerprint
 from nodes.errors import Failure, classify
-from nodes.selection import Limits, worst_case_cost
+from nodes.selection import Limits, usd, worst_case_cost
 
 
 def attempt(model_id: str, try_no: int, *, error_class: str | None = None,
@@ -39,8 +39,8 @@ def preflight(state: SelectionState, model: ModelEntry, now: float) -> Attempt |
         need = state["spent_usd"] + worst_case_cost(model, limits)
         if need > budget:
             return attempt(model.id, try_no, error_class="budget", action="next",
-                           error=f"spent ${state['spent_usd']:.6f} + worst case of this call "
-                                 f"would be ${need:.6f}, over budget ${budget:.6f}")
+                           error=f"spent {usd(state['spent_usd'])} + worst case of this call "
+                                 f"would be {usd(need)}, over budget {usd(budget)}")
     return None
 
 

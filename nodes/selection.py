@@ -55,6 +55,12 @@ class Decision:
     excluded: dict[str, str] = field(default_factory=dict)
 
 
+def usd(amount: float) -> str:
+    """Dollars to the millionth, and to three significant digits below it, so that a tiny
+    budget or cost is never shown as $0.000000."""
+    return f"${amount:.6f}" if amount == 0 or abs(amount) >= 1e-6 else f"${amount:.3g}"
+
+
 def worst_case_cost(model: ModelEntry, limits: Limits) -> float:
     """USD if the model used every output token it is allowed."""
     return model.cost_usd(limits.prompt_tokens, limits.max_output_tokens)
@@ -84,7 +90,7 @@ def hard_exclusion(
     if budget_left is not None:
         cost = worst_case_cost(model, limits)
         if cost > budget_left:
-            return f"worst-case cost ${cost:.6f} exceeds budget ${budget_left:.6f}"
+            return f"worst-case cost {usd(cost)} exceeds budget {usd(budget_left)}"
     return None
 
 

@@ -16,6 +16,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command
 
+from graph.builder import SelectionGraph
 from graph.state import RunSettings, SelectionInput, SelectionOutput, SelectionState
 
 SERVED_PATH = ("analyze_context", "query_registry", "score", "call_model", "record_feedback")
@@ -58,4 +59,6 @@ def skeleton_graph(updates: dict[str, dict[str, Any]]) -> CompiledStateGraph:
     for a, b in zip(SERVED_PATH[:3], SERVED_PATH[1:4]):
         builder.add_edge(a, b)
     builder.add_edge("record_feedback", END)
-    return builder.compile()
+    compiled = builder.compile()
+    compiled.__class__ = SelectionGraph  # invoked as the graph is (its v2 output format)
+    return compiled

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import uuid
 from typing import Any, TypedDict
 
 from langgraph.checkpoint.memory import InMemorySaver
@@ -67,3 +69,50 @@ def test_standalone_runs_leave_their_history_in_redis(selection, redis_client, p
     assert len(keys) >= 7  # a checkpoint per step
     history = list(selection.get_state_history({"configurable": {"thread_id": out["thread_id"]}}))
     assert history[0].values["response"] == "ok"
+
+
+def _without_run_values(out: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in out.items() if k not in ("thread_id", "latency_ms", "attempts")}
+
+
+def test_invoke_returns_what_langgraphs_own_invoke_returns(selection):
+    """`SelectionGraph.invoke` runs LangGraph's v2 output format (cheaper) and hands back
+    v1's: the final values, the same after an `interrupt_before`, other modes untouched."""
+    from langgraph.graph.state import CompiledStateGraph
+
+    request = {"context": PORT_HEALER, "prompt": "free port 8080"}
+    settings = RunSettings(mock_responses={"*": "ok"})
+    ours = selection.invoke(request, context=settings)
+    theirs = CompiledStateGraph.invoke(selection, request, context=settings)
+    assert isinstance(ours, dict) and ours["response"] == "ok"
+    assert _without_run_values(ours) == _without_run_values(theirs)
+
+    for n, run in enumerate((selection.invoke, functools.partial(CompiledStateGraph.invoke,
+                                                                 selection))):
+        config = {"configurable": {"thread_id": f"paused-{n}-{uuid.uuid4().hex}"}}
+        paused = run(request, config, context=settings, interrupt_before=["call_model"])
+        assert "__interrupt__" not in paused and paused.get("response") is None
+        assert [c["model_id"] for c in paused["chain"]][0] == "llama-3.3-70b-versatile"
+        assert selection.get_state(config).next == ("call_model",)
+
+    updates = selection.invoke(request, context=settings, stream_mode="updates")
+    assert [next(iter(u)) for u in updates][-1] == "record_feedback"
+    assert selection.invoke(request, context=settings, version="v2").value["response"] == "ok"
+
+
+async def test_ainvoke_returns_the_final_values_too(selection):
+    out = await selection.ainvoke({"context": PORT_HEALER, "prompt": "free port 8080"},
+                                  context=RunSettings(mock_responses={"*": "ok"}))
+    assert isinstance(out, dict) and out["response"] == "ok" and out["success"] is True
+
+
+def test_an_interrupt_comes_back_under_its_v1_key():
+    from langgraph.types import GraphOutput, Interrupt
+
+    from graph.builder import _as_v1
+
+    pause = Interrupt(value="approve?", id="i-1")
+    assert _as_v1(GraphOutput(value={"a": 1}, interrupts=(pause,))) == {
+        "a": 1, "__interrupt__": [pause]}
+    assert _as_v1(GraphOutput(value=None, interrupts=(pause,))) == {"__interrupt__": [pause]}
+    assert _as_v1(GraphOutput(value={"a": 1})) == {"a": 1}

@@ -4,6 +4,7 @@ from graph.registry import load_registry
 from graph.state import RunSettings
 from nodes.call_model import call_params, preflight
 from nodes.next_fallback import backoff_s, next_position, stop_reason
+from nodes.selection import usd
 
 REG = load_registry()
 CLAUDE = REG.models["claude-3.5-sonnet"]  # 3 / 15 USD per 1M
@@ -22,6 +23,14 @@ def test_budget_counts_what_earlier_attempts_spent():
     skip = preflight(state(spent_usd=0.10 - worst + 0.001), CLAUDE, now=0)
     assert skip["error_class"] == "budget" and skip["action"] == "next"
     assert "over budget $0.100000" in skip["error"]
+
+
+def test_a_budget_below_a_millionth_of_a_dollar_is_shown_as_itself():
+    skip = preflight(state(task={"max_cost_usd": 2.5e-7, "domain": "optimize"}), CLAUDE, now=0)
+    assert skip["error"] == ("spent $0.000000 + worst case of this call would be $0.064440, "
+                             "over budget $2.5e-07")
+    assert usd(0) == "$0.000000" and usd(0.0123) == "$0.012300" and usd(1e-6) == "$0.000001"
+    assert usd(3.14159e-9) == "$3.14e-09"
 
 
 def test_no_attempt_starts_after_the_deadline():

@@ -49,3 +49,13 @@ def test_credentials_are_redacted(text: str, expected: str) -> None:
 )
 def test_ordinary_error_text_survives(text: str) -> None:
     assert redact(text) == text
+
+
+def test_a_configured_key_is_redacted_whole_and_without_its_vendor_prefix(monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-proj-Zq81xLmN04pRt7Vw")
+    monkeypatch.setenv("MISTRAL_API_KEY", "q7Hd92LmXp0aZ4rT")  # no prefix: only itself
+    assert redact("401: key sk-proj-Zq81xLmN04pRt7Vw revoked") == f"401: key {R} revoked"
+    assert redact("proxy: unknown key 'Zq81xLmN04pRt7Vw'") == f"proxy: unknown key '{R}'"
+    assert redact("mistral said q7Hd92LmXp0aZ4rT") == f"mistral said {R}"
+    monkeypatch.setenv("GROQ_API_KEY", "gsk_short12")  # a body under 12 chars stays
+    assert redact("id short12 of gsk_short12") == f"id short12 of {R}"
