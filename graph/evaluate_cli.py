@@ -70,7 +70,8 @@ def _graph(fleet: Any, out: Path) -> Any:
     target = redis_conn.target()
     prefix = settings.key_prefix() + f"evaluate:{fleet.name}:"
     services = Services(registry=fleet.registry,
-                        store=Store(target.client(), prefix=prefix),
+                        # replayed prompts carry no time: no rating is older than another
+                        store=Store(target.client(), prefix=prefix, rating_half_life_s=0),
                         feedback=FeedbackLog(out / f"feedback-{fleet.name}.jsonl"))
     checkpointer = RedisCheckpointer.for_target(target, prefix=prefix + "lg", ttl_s=3600)
     return compile_graph(services, checkpointer), services

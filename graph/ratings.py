@@ -4,6 +4,9 @@ A rating is credited to the model that served the request, per (domain, task_typ
 Redis, where every replica's `learned` policies read it (nodes/learned.py); it is also
 appended to the JSONL feedback log as the spec's `user_feedback`, the durable record.
 Rating a request again replaces its earlier rating (a correction is not a second vote).
+With a half-life (`RATING_HALF_LIFE_S`, default 30 days), a rating's weight halves with
+each half-life that passes, so a model that changed behind the same id is judged on what
+it does now, and one no longer rated drifts back towards its static score.
 """
 
 from __future__ import annotations
@@ -22,22 +25,36 @@ local raw = redis.call('GET', KEYS[1])
 if not raw then return -1 end
 local served = cjson.decode(raw)
 if served['model_id'] ~= ARGV[2] then return -2 end
-local model, old = ARGV[2], served['quality']
-if old then
-  redis.call('HINCRBYFLOAT', KEYS[2], 'q:' .. model, tonumber(ARGV[1]) - old)
-else
-  redis.call('HINCRBY', KEYS[2], 'n:' .. model, 1)
-  redis.call('HINCRBYFLOAT', KEYS[2], 'q:' .. model, ARGV[1])
+local model, quality = ARGV[2], tonumber(ARGV[1])
+local now, half_life = tonumber(ARGV[3]), tonumber(ARGV[4])
+local function weight(since)
+  if half_life <= 0 or not since or now <= since then return 1 end
+  return 2 ^ (-(now - since) / half_life)
 end
-served['quality'] = tonumber(ARGV[1])
+local n_f, q_f, t_f = 'n:' .. model, 'q:' .. model, 't:' .. model
+local tally = redis.call('HMGET', KEYS[2], n_f, q_f, t_f)
+local at = tonumber(tally[3])
+local f = weight(at)
+local n, q = (tonumber(tally[1]) or 0) * f, (tonumber(tally[2]) or 0) * f
+local old = served['quality']
+if old then
+  local w = weight(served['rated_at'])
+  n, q = math.max(n - w, 0), math.max(q - old * w, 0)
+end
+if not at or at < now then at = now end
+redis.call('HSET', KEYS[2], n_f, tostring(n + 1), q_f, tostring(q + quality), t_f, tostring(at))
+served['quality'], served['rated_at'] = quality, now
 redis.call('SET', KEYS[1], cjson.encode(served), 'KEEPTTL')
 if old then return tostring(old) end
 return ''
 """
-"""KEYS: the request's record (JSON: who served it, and its rating once rated), its task
-kind's tally. ARGV: quality, the model the caller read in the record. Returns -1 for a
-request no longer known, -2 when another model has served that id since the caller read
-it (a reused thread id: read again), else the rating it replaced ('' if none)."""
+"""KEYS: the request's record (JSON: who served it, and its rating and when, once rated),
+its task kind's tally. ARGV: quality, the model the caller read in the record, now (epoch
+seconds), the half-life in seconds (0: no decay). The tally is decayed to now, the
+replaced rating (at its decayed weight) taken out and the new one put in at full weight:
+`graph.store.credit` is the same arithmetic in Python. Returns -1 for a request no longer
+known, -2 when another model has served that id since the caller read it (a reused
+thread id: read again), else the rating it replaced ('' if none)."""
 
 
 class RatingError(ValueError):

@@ -46,6 +46,7 @@ class Services:
         return cls(
             registry=load_registry(),
             store=Store(client, prefix=settings.key_prefix(),
-                        rating_window_s=settings.rating_window_s()),
+                        rating_window_s=settings.rating_window_s(),
+                        rating_half_life_s=settings.rating_half_life_s()),
             feedback=FeedbackLog(settings.feedback_log_path()),
         )

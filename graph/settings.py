@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -39,6 +40,18 @@ def rating_window_s() -> int:
     """`RATING_WINDOW_S`: how long a served request can be rated (default 7 days, as long
     as its checkpoints are kept; 0: no ratings)."""
     return int(_number("RATING_WINDOW_S", 7 * 24 * 3600, int))
+
+
+def rating_half_life_s() -> float:
+    """`RATING_HALF_LIFE_S`: after how long a rating counts half (default 30 days; 0: never
+    fades)."""
+    from graph.store import RATING_HALF_LIFE_S
+
+    value = float(_number("RATING_HALF_LIFE_S", RATING_HALF_LIFE_S, float))
+    if not math.isfinite(value):
+        raise ValueError(f"RATING_HALF_LIFE_S={os.environ['RATING_HALF_LIFE_S']!r}: must be "
+                         "a finite number of seconds (0: ratings never fade)")
+    return value
 
 
 def checkpoint_durability() -> str:

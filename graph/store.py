@@ -27,6 +27,8 @@ HEALTH_TTL_S = 60
 """The spec's health cache TTL."""
 USAGE_KEEP = 1000
 """The spec keeps the last 1000 usage entries per model."""
+RATING_HALF_LIFE_S = 30 * 24 * 3600
+"""Default: a rating counts half after 30 days, a quarter after 60."""
 LOCAL_RATABLE = 100_000
 """Without Redis: how many served requests stay ratable (oldest forgotten first)."""
 
@@ -57,6 +59,7 @@ class Store:
         clock: Callable[[], float] = time.time,
         retry_interval_s: float = RETRY_INTERVAL_S,
         rating_window_s: int = 7 * 24 * 3600,
+        rating_half_life_s: float = RATING_HALF_LIFE_S,
     ) -> None:
         self.client = client
         self.prefix = prefix
@@ -67,12 +70,14 @@ class Store:
         self._local_health: dict[str, tuple[str, float]] = {}
         self.rating_window_s = rating_window_s
         """How long a served request can be rated (0: not at all)."""
+        self.rating_half_life_s = rating_half_life_s
+        """After how long a rating counts half (0: ratings never fade)."""
         self._pending: deque[tuple[str, str, tuple[str, Served] | None]] = deque()
         self._local_usage: dict[str, deque[str]] = {}
         """Without Redis (client None): the last 1000 usage entries per model, in-process."""
-        self._local_served: dict[str, tuple[Served, float | None]] = {}
-        """Without Redis: served request id -> (who served, its rating), newest last."""
-        self._local_tallies: dict[tuple[str, str], dict[str, list[float]]] = {}
+        self._local_served: dict[str, tuple[Served, float | None, float]] = {}
+        """Without Redis: served request id -> (who served, its rating, when), newest last."""
+        self._local_tallies: dict[tuple[str, str], dict[str, Credit]] = {}
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ plumbing
@@ -233,23 +238,27 @@ class Store:
 
     def _remember_locally(self, request_id: str, who: Served) -> None:
         with self._lock:
-            self._local_served[request_id] = (who, None)
+            self._local_served[request_id] = (who, None, 0.0)
             while len(self._local_served) > LOCAL_RATABLE:
                 del self._local_served[next(iter(self._local_served))]
 
     # ------------------------------------------------------------------ ratings
     def tally_key(self, domain: str, task_type: str) -> str:
-        """The hash of rating counts (`n:<model>`) and sums (`q:<model>`) for a task kind."""
+        """The hash of a task kind's ratings: per model, the count (`n:<model>`) and the
+        sum (`q:<model>`) as of the time in `t:<model>`, decaying from then on."""
         return f"{self.prefix}model:quality:{domain}:{task_type}"
 
-    def ratings(self, domain: str, task_type: str) -> dict[str, tuple[int, float]]:
-        """(count, sum) of ratings per model for this domain and task type."""
-        def remote() -> dict[str, tuple[int, float]]:
-            return parse_tally(self.client.hgetall(self.tally_key(domain, task_type)))
+    def ratings(self, domain: str, task_type: str) -> dict[str, tuple[float, float]]:
+        """(count, sum) of ratings per model for this domain and task type, decayed to now."""
+        def remote() -> dict[str, tuple[float, float]]:
+            return parse_tally(self.client.hgetall(self.tally_key(domain, task_type)),
+                               self.clock(), self.rating_half_life_s)
 
-        def local() -> dict[str, tuple[int, float]]:
-            tally = self._local_tallies.get((domain, task_type), {})
-            return {m: (int(n), q) for m, (n, q) in tally.items()}
+        def local() -> dict[str, tuple[float, float]]:
+            now = self.clock()
+            with self._lock:
+                tally = dict(self._local_tallies.get((domain, task_type), {}))
+            return {m: c.at_time(now, self.rating_half_life_s) for m, c in tally.items()}
 
         return local() if self.client is None else self._run(remote, local)
 
@@ -274,7 +283,9 @@ class Store:
             served = json.loads(raw)
             who = Served(served["model_id"], served["domain"], served["task_type"])
             previous = self.client.eval(RATE, 2, key, self.tally_key(who.domain, who.task_type),
-                                        repr(float(quality)), who.model_id)
+                                        repr(float(quality)), who.model_id,
+                                        repr(float(self.clock())),
+                                        repr(float(self.rating_half_life_s)))
             if previous != -2:  # -2: served again by another model since the read
                 break
         if previous == -1:  # expired between the two commands
@@ -285,14 +296,13 @@ class Store:
         with self._lock:
             if request_id not in self._local_served:
                 return None
-            who, previous = self._local_served[request_id]
+            who, previous, rated_at = self._local_served[request_id]
+            now = self.clock()
             tally = self._local_tallies.setdefault((who.domain, who.task_type), {})
-            n, total = tally.get(who.model_id, [0, 0.0])
-            if previous is None:
-                tally[who.model_id] = [n + 1, total + quality]
-            else:
-                tally[who.model_id] = [n, total + quality - previous]
-            self._local_served[request_id] = (who, quality)
+            replaced = None if previous is None else (previous, rated_at)
+            tally[who.model_id] = tally.get(who.model_id, Credit()).credit(
+                quality, now, self.rating_half_life_s, replaced)
+            self._local_served[request_id] = (who, quality, now)
             return who, previous
 
     def forget_ratings(self) -> int:
@@ -318,11 +328,46 @@ class Store:
         pipe.execute()
 
 
-def parse_tally(raw: Mapping[str, str]) -> dict[str, tuple[int, float]]:
-    """`{"n:m": "3", "q:m": "2.1"}` -> `{"m": (3, 2.1)}`."""
-    out: dict[str, tuple[int, float]] = {}
+def weight(since: float | None, now: float, half_life_s: float) -> float:
+    """What weighed 1 at `since` weighs now: halved per half-life (always 1 without one)."""
+    if not half_life_s or since is None or now <= since:
+        return 1.0
+    return 0.5 ** ((now - since) / half_life_s)
+
+
+class Credit(NamedTuple):
+    """One model's ratings on one kind of task: their count and sum as of `at` (epoch s)."""
+
+    n: float = 0.0
+    total: float = 0.0
+    at: float | None = None
+
+    def at_time(self, now: float, half_life_s: float) -> tuple[float, float]:
+        """(count, sum) decayed from `at` to `now`."""
+        f = weight(self.at, now, half_life_s)
+        return self.n * f, self.total * f
+
+    def credit(self, quality: float, now: float, half_life_s: float,
+               replaced: tuple[float, float] | None = None) -> Credit:
+        """With a rating given `now`; `replaced`, (rating, when given), is taken out first
+        at its decayed weight. The RATE script (graph/ratings.py) does the same in Redis."""
+        n, total = self.at_time(now, half_life_s)
+        if replaced is not None:
+            w = weight(replaced[1], now, half_life_s)
+            n, total = max(n - w, 0.0), max(total - replaced[0] * w, 0.0)
+        return Credit(n + 1, total + quality, max(self.at or now, now))
+
+
+def parse_tally(raw: Mapping[str, str], now: float,
+                half_life_s: float) -> dict[str, tuple[float, float]]:
+    """`{"n:m": "3", "q:m": "2.1", "t:m": "1.8e9"}` -> `{"m": (3.0, 2.1)}` decayed to now
+    (a tally written before ratings decayed has no `t:` and is taken as of now)."""
+    out: dict[str, tuple[float, float]] = {}
     for field_name, value in raw.items():
         kind, _, model_id = field_name.partition(":")
         if kind == "n":
-            out[model_id] = (int(value), float(raw.get(f"q:{model_id}", 0.0)))
+            at = raw.get(f"t:{model_id}")
+            credit = Credit(float(value), float(raw.get(f"q:{model_id}", 0.0)),
+                            float(at) if at is not None else None)
+            out[model_id] = credit.at_time(now, half_life_s)
     return out

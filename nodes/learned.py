@@ -21,8 +21,9 @@ from nodes.selection import Ranked
 PRIOR_RATINGS = 5
 """How many ratings the static capability score is worth."""
 
-Tally = tuple[int, float]
-"""(number of ratings, their sum) for one model on one kind of task."""
+Tally = tuple[float, float]
+"""(number of ratings, their sum) for one model on one kind of task; with a half-life both
+are decayed (graph.store.Credit), so the count is fractional."""
 
 
 def estimate(prior: float, tally: Tally, strength: float = PRIOR_RATINGS) -> float:
@@ -36,7 +37,7 @@ def with_ratings(
 ) -> list[Ranked]:
     """Each candidate re-scored with its capability component replaced by its estimate
     relative to the best candidate's (so the best rated model keeps the full weight)."""
-    estimates = {r.model_id: estimate(r.score.capability_match, ratings.get(r.model_id, (0, 0.0)))
+    estimates = {r.model_id: estimate(r.score.capability_match, ratings.get(r.model_id, (0.0, 0.0)))
                  for r in ranked}
     best = max(estimates.values(), default=0.0) or 1.0
     out = []
@@ -45,7 +46,8 @@ def with_ratings(
         total = r.score.total + weights["capability_match"] * (relative - r.score.capability_match)
         out.append(replace(r, score=replace(
             r.score, total=total, capability_match=relative,
-            learned_quality=estimates[r.model_id], ratings=ratings.get(r.model_id, (0, 0.0))[0])))
+            learned_quality=estimates[r.model_id],
+            ratings=round(ratings.get(r.model_id, (0.0, 0.0))[0], 3))))
     return out
 
 

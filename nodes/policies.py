@@ -28,7 +28,8 @@ class Given:
     """Seed and prompt: the random policy's seed, so a run repeats exactly."""
     weights: Mapping[Component, float] = field(default_factory=dict)
     ratings: Mapping[str, learned.Tally] = field(default_factory=dict)
-    """(count, sum) of ratings per model for this domain and task type (rated policies)."""
+    """(count, sum) of ratings per model for this domain and task type, decayed to now
+    (rated policies)."""
 
 
 Policy = Callable[[Sequence[Ranked], Given], list[Ranked]]

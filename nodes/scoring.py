@@ -29,8 +29,8 @@ class Score:
     health_status: float
     learned_quality: float | None = None
     """A learned policy's estimate of the model's rated quality on this kind of task."""
-    ratings: int = 0
-    """How many ratings that estimate rests on."""
+    ratings: float = 0
+    """How many ratings that estimate rests on (fractional once they decay)."""
 
     def as_dict(self) -> dict[str, float]:
         """The figures for decision records (full precision; displays round them)."""

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -24,7 +25,11 @@ def log_lines(env):  # noqa: F811
 
 
 def tally(redis_client, prefix):
-    return redis_client.hgetall(f"{prefix}model:quality:self_heal:code_fix")
+    """The tally's counts and sums; each model's `t:` (as of when) must be there too."""
+    raw = redis_client.hgetall(f"{prefix}model:quality:self_heal:code_fix")
+    models = {k.partition(":")[2] for k in raw}
+    assert all(abs(float(raw[f"t:{m}"]) - time.time()) < 600 for m in models), raw
+    return {k: v for k, v in raw.items() if not k.startswith("t:")}
 
 
 def test_run_prints_the_request_id_and_rate_credits_its_model(env, redis_client,  # noqa: F811

@@ -15,7 +15,7 @@ from graph.builder import compile_graph
 from graph.ratings import RatingError, rate
 from graph.state import RunSettings
 from graph.store import Served, Store
-from tests.conftest import PORT_HEALER
+from tests.conftest import PORT_HEALER, rounded
 
 PROMPT = "Port 8080 is occupied by 'api'. Output only a bash script that frees it."
 PRIMARY, SECOND = "llama-3.3-70b-versatile", "gpt-4o-mini-self-heal"
@@ -37,7 +37,7 @@ def test_a_rating_is_credited_to_the_serving_model_and_logged(selection, service
     assert out["model_used"] == SECOND  # the primary failed: the fallback is the one rated
     record = rate(services, out["thread_id"], 0.25, comment="missed the pid")
     assert (record["model_id"], record["user_feedback"], record["replaces"]) == (SECOND, 0.25, None)
-    assert services.store.ratings("self_heal", "code_fix") == {SECOND: (1, 0.25)}
+    assert rounded(services.store.ratings("self_heal", "code_fix")) == {SECOND: (1, 0.25)}
     assert log(services)[-1] == record and record["type"] == "rating"
     window = redis_client.ttl(f"{prefix}model:request:{out['thread_id']}")
     assert 7 * 24 * 3600 - 60 < window <= 7 * 24 * 3600
@@ -55,7 +55,7 @@ def test_rating_again_replaces_the_first_rating(selection, services):
     rate(services, rid, 0.2)
     again = rate(services, rid, 0.9)
     assert again["replaces"] == 0.2
-    assert services.store.ratings("self_heal", "code_fix") == {PRIMARY: (1, pytest.approx(0.9))}
+    assert rounded(services.store.ratings("self_heal", "code_fix")) == {PRIMARY: (1, 0.9)}
 
 
 def test_a_reused_thread_id_served_again_is_rated_afresh(selection, services):
@@ -66,15 +66,15 @@ def test_a_reused_thread_id_served_again_is_rated_afresh(selection, services):
     mocks = {PRIMARY: litellm.RateLimitError("slow down", "groq", "m"), "*": "ok"}
     selection.invoke(request, config, context=RunSettings(mock_responses=mocks))
     assert rate(services, "agent-7-thread", 0.0)["replaces"] is None  # a new answer, a new vote
-    assert services.store.ratings("self_heal", "code_fix") == {PRIMARY: (1, 1.0),
-                                                                SECOND: (1, 0.0)}
+    assert rounded(services.store.ratings("self_heal", "code_fix")) == {PRIMARY: (1, 1.0),
+                                                                         SECOND: (1, 0.0)}
 
 
 def test_concurrent_ratings_of_different_requests_all_count(selection, services):
     ids = [serve(selection)["thread_id"] for _ in range(8)]
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda rid: rate(services, rid, 0.5), ids))
-    assert services.store.ratings("self_heal", "code_fix") == {PRIMARY: (8, pytest.approx(4.0))}
+    assert rounded(services.store.ratings("self_heal", "code_fix")) == {PRIMARY: (8, 4.0)}
 
 
 @pytest.mark.parametrize("request_id, quality, message", [
@@ -141,7 +141,7 @@ def test_in_memory_services_rate_in_process(tmp_path):
     rid = serve(graph)["thread_id"]
     rate(services, rid, 0.5)
     rate(services, rid, 0.75)
-    assert services.store.ratings("self_heal", "code_fix") == {PRIMARY: (1, 0.75)}
+    assert rounded(services.store.ratings("self_heal", "code_fix")) == {PRIMARY: (1, 0.75)}
     assert services.store.forget_ratings() == 1 and services.store.ratings(
         "self_heal", "code_fix") == {}
 
@@ -169,3 +169,81 @@ def test_the_script_credits_nobody_on_a_stale_read(services, redis_client, prefi
     assert redis_client.hgetall(tally) == {}
     services.store.log_usage("b", {}, ("r", Served("b", "optimize", "sql")))
     assert services.store.rate("r", 0.5) == (Served("b", "optimize", "sql"), None)
+
+
+DAY = 24 * 3600.0
+
+
+def _decaying_stores(redis_client, prefix, clock, half_life_s=10 * DAY):
+    return (Store(redis_client, prefix=prefix, clock=clock, rating_half_life_s=half_life_s),
+            Store.in_memory(clock=clock))
+
+
+@pytest.mark.parametrize("where", ["redis", "in-process"])
+def test_a_rating_counts_half_after_a_half_life_and_a_new_one_counts_whole(
+        redis_client, prefix, where):
+    from tests.conftest import Clock
+
+    clock = Clock()
+    on_redis, local = _decaying_stores(redis_client, prefix, clock)
+    store = on_redis if where == "redis" else local
+    store.rating_half_life_s = 10 * DAY
+    for rid, model in (("old", "m1"), ("new", "m2")):
+        store.log_usage(model, {}, (rid, Served(model, "optimize", "sql")))
+    store.rate("old", 0.2)
+    clock.now += 10 * DAY
+    assert rounded(store.ratings("optimize", "sql")) == {"m1": (0.5, 0.1)}
+    store.rate("new", 1.0)
+    clock.now += 10 * DAY
+    assert rounded(store.ratings("optimize", "sql")) == {"m1": (0.25, 0.05), "m2": (0.5, 0.5)}
+    # a correction takes the old rating out at the weight it has left, and counts whole now
+    store.rate("old", 0.6)
+    assert rounded(store.ratings("optimize", "sql")) == {"m1": (1.0, 0.6), "m2": (0.5, 0.5)}
+    clock.now -= 5 * DAY  # a replica whose clock is behind: a rating "from the future"
+    assert rounded(store.ratings("optimize", "sql"), 4) == {"m1": (1.0, 0.6),  # counts whole
+                                                            "m2": (0.7071, 0.7071)}
+
+
+def test_the_lua_script_and_the_python_credit_agree(redis_client, prefix):
+    """The same ratings, corrections and clock on Redis and in-process give one tally."""
+    import random
+
+    from tests.conftest import Clock
+
+    clock, rng = Clock(), random.Random(7)
+    stores = _decaying_stores(redis_client, prefix, clock, half_life_s=3 * DAY)
+    stores[1].rating_half_life_s = 3 * DAY
+    ids = [f"r{i}" for i in range(30)]
+    for i, rid in enumerate(ids):
+        for store in stores:
+            store.log_usage(f"m{i % 3}", {}, (rid, Served(f"m{i % 3}", "optimize", "sql")))
+    for _ in range(120):
+        rid, quality = rng.choice(ids), round(rng.random(), 3)
+        assert stores[0].rate(rid, quality) == stores[1].rate(rid, quality)
+        clock.now += rng.uniform(0, DAY)
+    remote, local = (s.ratings("optimize", "sql") for s in stores)
+    assert remote.keys() == local.keys() == {"m0", "m1", "m2"}
+    for m in remote:
+        assert remote[m] == pytest.approx(local[m], rel=1e-9)
+
+
+def test_without_a_half_life_ratings_never_fade(redis_client, prefix):
+    from tests.conftest import Clock
+
+    clock = Clock()
+    store = Store(redis_client, prefix=prefix, clock=clock, rating_half_life_s=0)
+    store.log_usage("m", {}, ("r", Served("m", "optimize", "sql")))
+    store.rate("r", 0.4)
+    clock.now += 3650 * DAY
+    assert store.ratings("optimize", "sql") == {"m": (1.0, 0.4)}
+
+
+def test_a_tally_written_before_ratings_decayed_is_read_as_of_now(redis_client, prefix):
+    from tests.conftest import Clock
+
+    store = Store(redis_client, prefix=prefix, clock=Clock(), rating_half_life_s=DAY)
+    redis_client.hset(store.tally_key("optimize", "sql"), mapping={"n:m": 3, "q:m": "2.1"})
+    assert store.ratings("optimize", "sql") == {"m": (3.0, 2.1)}
+    store.log_usage("m", {}, ("r", Served("m", "optimize", "sql")))
+    store.rate("r", 0.9)
+    assert rounded(store.ratings("optimize", "sql")) == {"m": (4.0, 3.0)}

@@ -23,6 +23,7 @@ from fastapi.testclient import TestClient
 from graph.service import create_app
 from graph.services import Services
 from graph.state import RunSettings
+from tests.conftest import rounded
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 SECRET = "sk-test-secret-value-123"
@@ -389,7 +390,7 @@ def test_a_run_then_its_rating_is_credited_and_logged(
         "domain": "self_heal", "task_type": "code_fix", "user_feedback": 0.75,
         "replaces": None, "comment": "worked, but slow"}
     store = client.app.state.runtime.services.store  # type: ignore[attr-defined]
-    assert store.ratings("self_heal", "code_fix") == {SPEC_CHAIN[0]: (1, pytest.approx(0.75))}
+    assert rounded(store.ratings("self_heal", "code_fix")) == {SPEC_CHAIN[0]: (1, 0.75)}
     assert _log(tmp_path)[-1] == record  # after the run's own record: the durable copy
 
 
@@ -401,7 +402,7 @@ def test_rating_again_replaces_the_rating(make_client: Callable[..., TestClient]
     assert again.status_code == 200, again.text
     assert again.json()["replaces"] == 1.0 and "comment" not in again.json()
     store = client.app.state.runtime.services.store  # type: ignore[attr-defined]
-    assert store.ratings("self_heal", "code_fix") == {SPEC_CHAIN[0]: (1, pytest.approx(0.25))}
+    assert rounded(store.ratings("self_heal", "code_fix")) == {SPEC_CHAIN[0]: (1, 0.25)}
 
 
 def test_rating_an_unknown_or_unserved_request_is_404(
