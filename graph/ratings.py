@@ -52,9 +52,9 @@ return ''
 its task kind's tally. ARGV: quality, the model the caller read in the record, now (epoch
 seconds), the half-life in seconds (0: no decay). The tally is decayed to now, the
 replaced rating (at its decayed weight) taken out and the new one put in at full weight:
-`graph.store.credit` is the same arithmetic in Python. Returns -1 for a request no longer
-known, -2 when another model has served that id since the caller read it (a reused
-thread id: read again), else the rating it replaced ('' if none)."""
+`graph.store.Credit.credit` is the same arithmetic in Python. Returns -1 for a request
+no longer known, -2 when another model has served that id since the caller read it (a
+reused thread id: read again), else the rating it replaced ('' if none)."""
 
 
 class RatingError(ValueError):
