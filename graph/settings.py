@@ -42,11 +42,13 @@ def rating_window_s() -> int:
     return int(_number("RATING_WINDOW_S", 7 * 24 * 3600, int))
 
 
+RATING_HALF_LIFE_S = 30 * 24 * 3600
+"""Default: a rating counts half after 30 days, a quarter after 60."""
+
+
 def rating_half_life_s() -> float:
     """`RATING_HALF_LIFE_S`: after how long a rating counts half (default 30 days; 0: never
     fades)."""
-    from graph.store import RATING_HALF_LIFE_S
-
     value = float(_number("RATING_HALF_LIFE_S", RATING_HALF_LIFE_S, float))
     if not math.isfinite(value):
         raise ValueError(f"RATING_HALF_LIFE_S={os.environ['RATING_HALF_LIFE_S']!r}: must be "

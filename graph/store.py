@@ -19,6 +19,7 @@ import redis
 
 from graph.circuit import Circuits, LocalCircuits, ModelAvailability, RedisCircuits
 from graph.outage import RETRY_INTERVAL_S, Outage
+from graph.settings import RATING_HALF_LIFE_S
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -27,8 +28,6 @@ HEALTH_TTL_S = 60
 """The spec's health cache TTL."""
 USAGE_KEEP = 1000
 """The spec keeps the last 1000 usage entries per model."""
-RATING_HALF_LIFE_S = 30 * 24 * 3600
-"""Default: a rating counts half after 30 days, a quarter after 60."""
 LOCAL_RATABLE = 100_000
 """Without Redis: how many served requests stay ratable (oldest forgotten first)."""
 

@@ -46,8 +46,7 @@ def with_ratings(
         total = r.score.total + weights["capability_match"] * (relative - r.score.capability_match)
         out.append(replace(r, score=replace(
             r.score, total=total, capability_match=relative,
-            learned_quality=estimates[r.model_id],
-            ratings=round(ratings.get(r.model_id, (0.0, 0.0))[0], 3))))
+            learned_quality=estimates[r.model_id], ratings=ratings.get(r.model_id, (0.0, 0.0))[0])))
     return out
 
 

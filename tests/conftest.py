@@ -80,7 +80,8 @@ def prefix(redis_client: redis.Redis) -> Iterator[str]:
         redis_client.delete(*keys)
 
 
-def rounded(tallies: dict[str, tuple[float, float]], places: int = 6) -> dict[str, tuple[float, float]]:
+def rounded(tallies: dict[str, tuple[float, float]],
+            places: int = 6) -> dict[str, tuple[float, float]]:
     """`Store.ratings` without the decay of the milliseconds since the rating (half-life: days)."""
     return {m: (round(n, places), round(q, places)) for m, (n, q) in tallies.items()}
 

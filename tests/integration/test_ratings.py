@@ -5,6 +5,7 @@ LiteLLM call path, real Redis)."""
 from __future__ import annotations
 
 import json
+import random
 from concurrent.futures import ThreadPoolExecutor
 
 import litellm
@@ -15,7 +16,7 @@ from graph.builder import compile_graph
 from graph.ratings import RatingError, rate
 from graph.state import RunSettings
 from graph.store import Served, Store
-from tests.conftest import PORT_HEALER, rounded
+from tests.conftest import PORT_HEALER, Clock, rounded
 
 PROMPT = "Port 8080 is occupied by 'api'. Output only a bash script that frees it."
 PRIMARY, SECOND = "llama-3.3-70b-versatile", "gpt-4o-mini-self-heal"
@@ -126,7 +127,7 @@ def test_the_learned_policy_moves_off_a_poorly_rated_primary(selection, services
         out = serve(selection, policy)
         assert out["model_used"] != PRIMARY
         [primary] = [c for c in out["candidates"] if c["model_id"] == PRIMARY]
-        assert primary["score"]["ratings"] == 6
+        assert primary["score"]["ratings"] == pytest.approx(6)
         assert primary["score"]["learned_quality"] == pytest.approx(5 / 11)
 
 
@@ -175,19 +176,18 @@ DAY = 24 * 3600.0
 
 
 def _decaying_stores(redis_client, prefix, clock, half_life_s=10 * DAY):
-    return (Store(redis_client, prefix=prefix, clock=clock, rating_half_life_s=half_life_s),
-            Store.in_memory(clock=clock))
+    """The same half-life and clock on Redis and in-process."""
+    local = Store.in_memory(clock=clock)
+    local.rating_half_life_s = half_life_s
+    return Store(redis_client, prefix=prefix, clock=clock, rating_half_life_s=half_life_s), local
 
 
 @pytest.mark.parametrize("where", ["redis", "in-process"])
 def test_a_rating_counts_half_after_a_half_life_and_a_new_one_counts_whole(
         redis_client, prefix, where):
-    from tests.conftest import Clock
-
     clock = Clock()
     on_redis, local = _decaying_stores(redis_client, prefix, clock)
     store = on_redis if where == "redis" else local
-    store.rating_half_life_s = 10 * DAY
     for rid, model in (("old", "m1"), ("new", "m2")):
         store.log_usage(model, {}, (rid, Served(model, "optimize", "sql")))
     store.rate("old", 0.2)
@@ -206,13 +206,8 @@ def test_a_rating_counts_half_after_a_half_life_and_a_new_one_counts_whole(
 
 def test_the_lua_script_and_the_python_credit_agree(redis_client, prefix):
     """The same ratings, corrections and clock on Redis and in-process give one tally."""
-    import random
-
-    from tests.conftest import Clock
-
     clock, rng = Clock(), random.Random(7)
     stores = _decaying_stores(redis_client, prefix, clock, half_life_s=3 * DAY)
-    stores[1].rating_half_life_s = 3 * DAY
     ids = [f"r{i}" for i in range(30)]
     for i, rid in enumerate(ids):
         for store in stores:
@@ -228,8 +223,6 @@ def test_the_lua_script_and_the_python_credit_agree(redis_client, prefix):
 
 
 def test_without_a_half_life_ratings_never_fade(redis_client, prefix):
-    from tests.conftest import Clock
-
     clock = Clock()
     store = Store(redis_client, prefix=prefix, clock=clock, rating_half_life_s=0)
     store.log_usage("m", {}, ("r", Served("m", "optimize", "sql")))
@@ -239,8 +232,6 @@ def test_without_a_half_life_ratings_never_fade(redis_client, prefix):
 
 
 def test_a_tally_written_before_ratings_decayed_is_read_as_of_now(redis_client, prefix):
-    from tests.conftest import Clock
-
     store = Store(redis_client, prefix=prefix, clock=Clock(), rating_half_life_s=DAY)
     redis_client.hset(store.tally_key("optimize", "sql"), mapping={"n:m": 3, "q:m": "2.1"})
     assert store.ratings("optimize", "sql") == {"m": (3.0, 2.1)}
