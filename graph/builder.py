@@ -114,12 +114,12 @@ def _with_thread(config: RunnableConfig | None) -> RunnableConfig:
 
 
 def _request(request: Any) -> Any:
-    """The caller's request as the graph keeps it: the optional `system_prompt` always set
-    (on a reused thread an omitted one would be the previous request's) and the context as
+    """The caller's request as the graph keeps it: the optional keys always set (on a
+    reused thread an omitted one would be the previous request's) and the context as
     plain JSON (a TaskContext object would be a pydantic object in the checkpoint)."""
     if not isinstance(request, Mapping):
         return request  # None (resume from the checkpoint) or a Command
-    request = {"system_prompt": None, **request}
+    request = {"prompt": None, "system_prompt": None, "messages": None, **request}
     if isinstance(request.get("context"), TaskContext):
         request["context"] = request["context"].model_dump(mode="json")
     return request

@@ -25,7 +25,7 @@ except ImportError as exc:  # pragma: no cover - exercised by tests/crewai_tool/
 
 from graph.context import TaskContext
 from graph.state import RunSettings
-from nodes.analyze_context import BadRequest
+from nodes.conversation import BadRequest
 from nodes.selection import NoEligibleModel
 
 

@@ -6,6 +6,7 @@ nodes, without LangGraph or LiteLLM imported, so it answers in milliseconds.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,6 +15,7 @@ from graph.registry import Registry
 from graph.store import Store
 from graph.tokens import count_messages
 from nodes.availability import missing_key, unavailable_reasons
+from nodes.conversation import build_messages
 from nodes.scoring import effective_weights
 from nodes.selection import Decision, Limits, select
 
@@ -45,13 +47,14 @@ def dry_run(
     *,
     prompt: str | None = None,
     system_prompt: str | None = None,
+    messages: Sequence[Any] | None = None,
     max_tokens: int = 4096,
     top_k: int = 3,
     require_keys: bool = False,
 ) -> DryRun:
     """Decide over the whole registry; with `require_keys`, as `run` would (keys enforced)."""
-    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    tokens = count_messages([*messages, {"role": "user", "content": prompt}]) if prompt else 0
+    asked = prompt or messages  # none: the decision for a prompt of no tokens
+    tokens = count_messages(build_messages(prompt or None, system_prompt, messages)) if asked else 0
     relevant = registry.relevant(ctx.domain, ctx.task_type)
     live = store.live({m: registry.models[m].status for m in relevant})
     statuses = live.health

@@ -27,7 +27,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from langgraph.graph.state import CompiledStateGraph
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from graph import gc_tuning, redis_conn, settings, telemetry
@@ -39,7 +39,7 @@ from graph.registry import Registry
 from graph.services import Services
 from graph.state import RunSettings
 from nodes import policies
-from nodes.analyze_context import BadRequest
+from nodes.conversation import BadRequest
 from nodes.selection import NoEligibleModel
 
 log = logging.getLogger(__name__)
@@ -72,14 +72,23 @@ class RunRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     context: TaskContext
-    prompt: str = Field(min_length=1, pattern=r"\S")
+    prompt: str | None = Field(default=None, min_length=1, pattern=r"\S")
     system_prompt: str | None = None
+    messages: list[dict[str, Any]] | None = Field(default=None, max_length=10_000)
+    """The conversation so far, in the chat format (`role`, `content`, ...); each message
+    is checked by the graph's own rules (nodes/conversation.py), a bad one named by index."""
     options: Options = Options()
+
+    @model_validator(mode="after")
+    def _asks_something(self) -> RunRequest:
+        if self.prompt is None and not self.messages:
+            raise ValueError("prompt or messages: one is required")
+        return self
 
     def graph_input(self) -> dict[str, Any]:
         """The `SelectionInput` dict the graph takes."""
         return {"context": self.context.model_dump(), "prompt": self.prompt,
-                "system_prompt": self.system_prompt}
+                "system_prompt": self.system_prompt, "messages": self.messages}
 
 
 class SelectRequest(RunRequest):
@@ -420,8 +429,9 @@ def create_app(
                                 "policy on /v1/run")
         opts = rt.settings(body.options)
         result = dry_run(services.registry, services.store, body.context, prompt=body.prompt,
-                         system_prompt=body.system_prompt, max_tokens=opts.max_tokens,
-                         top_k=opts.top_k, require_keys=body.require_keys)
+                         system_prompt=body.system_prompt, messages=body.messages,
+                         max_tokens=opts.max_tokens, top_k=opts.top_k,
+                         require_keys=body.require_keys)
         return result.as_dict()
 
     @app.post("/v1/run")

@@ -1,13 +1,14 @@
 """The graph's input, state and output, and the per-run settings.
 
 State values are plain JSON (dicts, lists, numbers), so checkpoints stay small, portable
-and free of live objects.
+and free of live objects; only the caller's `messages` may hold LangChain messages (which
+LangGraph's serializer keeps) until analyze_context turns them into chat dicts.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, TypedDict
 
@@ -17,11 +18,16 @@ from graph.context import TaskContext
 
 
 class SelectionInput(TypedDict):
-    """What an agent sends: the task context, the prompt and an optional system prompt."""
+    """What an agent sends: the task context, the prompt, an optional system prompt and an
+    optional conversation so far (a prompt, a conversation, or both)."""
 
     context: TaskContext | Mapping[str, Any]
-    prompt: str
+    prompt: NotRequired[str | None]
+    """The new user turn, sent last."""
     system_prompt: NotRequired[str | None]
+    messages: NotRequired[Sequence[Any] | None]
+    """The conversation so far: chat dicts (`role`, `content`) or LangChain messages, as an
+    agent's `messages` state holds them; sent between the system prompt and the prompt."""
 
 
 class Attempt(TypedDict):
@@ -70,11 +76,13 @@ class SelectionState(SelectionOutput, total=False):
     """Everything the nodes share; each field is written by the node named."""
 
     context: Any
-    prompt: str
+    prompt: str | None
     system_prompt: str | None
     task: dict[str, Any]
     """analyze_context: the validated TaskContext as a dict."""
-    messages: list[dict[str, str]]
+    messages: Any
+    """The caller's conversation so far; analyze_context replaces it by the chat messages
+    sent (system prompt, conversation, prompt)."""
     max_output_tokens: int
     weights: dict[str, float]
     deadline: float | None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -44,13 +45,22 @@ def count_text(text: str) -> int:
 
 
 def count_messages(messages: Iterable[Mapping[str, Any]]) -> int:
-    """Tokens a chat request's messages take, framing included."""
+    """Tokens a chat request's messages take, framing included.
+
+    Text parts of a list `content` count as text, and `tool_calls` as their JSON; images
+    and other parts are not counted (an estimate, like the other vendors' counts).
+    """
     total = _REPLY_PRIMING
     for message in messages:
         total += _TOKENS_PER_MESSAGE
         for key, value in message.items():
             if isinstance(value, str):
                 total += count_text(value)
+            elif key == "content" and isinstance(value, list):
+                total += sum(count_text(part["text"]) for part in value
+                             if isinstance(part, Mapping) and isinstance(part.get("text"), str))
+            elif key == "tool_calls" and value:
+                total += count_text(json.dumps(value, default=str))
             if key == "name":
                 total += 1
     return total

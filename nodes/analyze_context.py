@@ -14,17 +14,8 @@ from graph.services import Services
 from graph.state import RunSettings, SelectionState
 from graph.tokens import count_messages
 from nodes import policies
+from nodes.conversation import BadRequest, build_messages
 from nodes.scoring import effective_weights
-
-
-class BadRequest(ValueError):
-    """The caller's request is unusable; the message names the field."""
-
-
-def build_messages(prompt: str, system_prompt: str | None) -> list[dict[str, str]]:
-    """Chat messages for the prompt, system prompt first when given."""
-    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    return [*messages, {"role": "user", "content": prompt}]
 
 
 def parse_context(raw: Any) -> TaskContext:
@@ -38,20 +29,18 @@ def analyze_context(
     state: SelectionState, runtime: Runtime[RunSettings], config: RunnableConfig, *,
     services: Services,
 ) -> dict[str, Any]:
-    """Validate, count the prompt's real tokens, and fix weights, deadline and budget."""
+    """Validate, count the messages' real tokens, and fix weights, deadline and budget.
+
+    The input's `messages` (a conversation so far) is replaced by the whole conversation
+    sent: system prompt, history, prompt."""
     settings = runtime.context or RunSettings()
     ctx = parse_context(state.get("context"))
-    prompt = state.get("prompt")
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise BadRequest("prompt: required, a non-empty string")
-    system_prompt = state.get("system_prompt")
-    if system_prompt is not None and not isinstance(system_prompt, str):
-        raise BadRequest("system_prompt: must be a string or None")
+    messages = build_messages(state.get("prompt"), state.get("system_prompt"),
+                              state.get("messages"))
     try:  # before any Redis read
         policies.check(settings.policy, services.registry)
     except ValueError as exc:
         raise BadRequest(f"policy: {exc}") from None
-    messages = build_messages(prompt, system_prompt)
     now = services.clock()
     configurable = config.get("configurable", {})
     update = {

@@ -36,11 +36,20 @@ def warm_up() -> None:
 
     The import takes seconds, and the first call builds clients and loads more lazily
     (about 0.6 s); a mocked call does the latter without touching the network.
+
+    LiteLLM counts a streamed reply's tokens itself when the provider sends no usage
+    (mocks, some local servers), and for Llama, DeepSeek, Claude and Cohere names it
+    fetches a tokenizer from the Hugging Face hub to do it: a download inside a request,
+    and offline 20-30 s of retries per stream (measured, `stream_mode="messages"`). Its
+    bundled tiktoken counts instead, as `graph.tokens` does, unless the process chose
+    otherwise (`litellm.disable_hf_tokenizer_download = False` before the graph is built).
     """
     import langchain_litellm  # noqa: F401
     import litellm
 
     litellm.suppress_debug_info = True  # its "Give Feedback" banner would corrupt stdout
+    if litellm.disable_hf_tokenizer_download is None:
+        litellm.disable_hf_tokenizer_download = True
     litellm.completion(model="openai/gpt-4o-mini", mock_response="warm",
                        messages=[{"role": "user", "content": "warm up"}])
     from graph.tokens import count_text

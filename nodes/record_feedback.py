@@ -52,6 +52,7 @@ def feedback_record(state: SelectionState, now: datetime) -> dict[str, Any]:
     }
     if os.environ.get("FEEDBACK_INCLUDE_PROMPT") == "1":
         record["prompt"] = state.get("prompt")
+        record["messages"] = state.get("messages")
     return record
 
 

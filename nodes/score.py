@@ -10,6 +10,7 @@ from graph import telemetry as tm
 from graph.context import TaskContext
 from graph.services import Services
 from graph.state import RunSettings, SelectionState
+from nodes.conversation import text_of
 from nodes.policies import RATED, Given, resolve
 from nodes.selection import Filtered, Ranked, rank
 
@@ -31,7 +32,8 @@ def score(
         excluded=state["excluded"],
     )
     policy = resolve(settings.policy)
-    given = Given(services.registry, f"{settings.seed}:{state['prompt']}", state["weights"],
+    asked = state.get("prompt") or text_of(state["messages"])
+    given = Given(services.registry, f"{settings.seed}:{asked}", state["weights"],
                   services.store.ratings(ctx.domain, ctx.task_type)
                   if settings.policy in RATED else {})
     decision = rank(services.registry, ctx, filtered, state["weights"], state["health"],

@@ -58,7 +58,7 @@ def graph_input() -> dict[str, Any]:
 
 def messages() -> list[dict[str, str]]:
     """The chat messages the graph builds for `graph_input()` (no system prompt)."""
-    from nodes.analyze_context import build_messages
+    from nodes.conversation import build_messages
 
     return build_messages(PROMPT, None)
 

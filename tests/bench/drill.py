@@ -416,7 +416,7 @@ def warm_up(registry: Any) -> None:
     model (client construction, LiteLLM's lazy imports: ~0.6 s, seconds on a busy machine)
     would otherwise spend a 2 s latency budget. Touches neither Redis nor the feedback log."""
     from nodes import llm
-    from nodes.analyze_context import build_messages
+    from nodes.conversation import build_messages
     from graph.tokens import count_messages
 
     messages = build_messages("warm up", None)

@@ -182,7 +182,7 @@ def test_bad_input_is_rejected_naming_the_field(selection):
     ("model:nope", "policy: 'model:nope' pins a model the registry does not have"),
 ])
 def test_a_bad_policy_is_rejected_before_anything_runs(selection, services, policy, message):
-    from nodes.analyze_context import BadRequest
+    from nodes.conversation import BadRequest
 
     with pytest.raises(BadRequest) as caught:
         run(selection, {"*": "ok"}, policy=policy)

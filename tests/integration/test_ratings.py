@@ -127,8 +127,8 @@ def test_the_learned_policy_moves_off_a_poorly_rated_primary(selection, services
         out = serve(selection, policy)
         assert out["model_used"] != PRIMARY
         [primary] = [c for c in out["candidates"] if c["model_id"] == PRIMARY]
-        assert primary["score"]["ratings"] == pytest.approx(6)
-        assert primary["score"]["learned_quality"] == pytest.approx(5 / 11)
+        assert primary["score"]["ratings"] == pytest.approx(6, rel=1e-4)  # faded a little
+        assert primary["score"]["learned_quality"] == pytest.approx(5 / 11, rel=1e-4)
 
 
 def test_in_memory_services_rate_in_process(tmp_path):

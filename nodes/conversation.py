@@ -1,0 +1,72 @@
+"""What the caller asks the model: a prompt, or a conversation so far and a prompt.
+
+An agent keeps its history (LangGraph's `messages`); the router sends it whole, in the chat
+format LiteLLM takes, so the model answers in context. Pure, and free of LangGraph and
+LiteLLM imports: the dry run (`select`, `/v1/select`) counts the same messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+ROLES = ("system", "developer", "user", "assistant", "tool")
+
+
+class BadRequest(ValueError):
+    """The caller's request is unusable; the message names the field."""
+
+
+def build_messages(prompt: str | None, system_prompt: str | None,
+                   history: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+    """Chat messages: the system prompt, the history, then the prompt as the last user turn.
+
+    `history` items are chat dicts (`role`, `content`, and for tool use `tool_calls` or
+    `tool_call_id`) or LangChain messages; each is checked, and a bad one is named by its
+    index. Either a prompt or a non-empty history is required.
+    """
+    if prompt is not None and (not isinstance(prompt, str) or not prompt.strip()):
+        raise BadRequest("prompt: must be a non-empty string (or absent, with messages)")
+    if system_prompt is not None and not isinstance(system_prompt, str):
+        raise BadRequest("system_prompt: must be a string or None")
+    if history is not None and (isinstance(history, str | bytes | Mapping)
+                                or not isinstance(history, Sequence)):
+        raise BadRequest("messages: must be a list of chat messages")
+    turns = [_checked(item, i) for i, item in enumerate(history or ())]
+    if prompt is None and not turns:
+        raise BadRequest("prompt: required, a non-empty string (or messages: a non-empty "
+                         "list of chat messages)")
+    system = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    user = [{"role": "user", "content": prompt}] if prompt is not None else []
+    return [*system, *turns, *user]
+
+
+def _checked(item: Any, i: int) -> dict[str, Any]:
+    """One history message as a chat dict; a LangChain message (or a `(role, text)` pair)
+    goes through LangChain's own converter."""
+    if not isinstance(item, Mapping):
+        from langchain_core.messages import convert_to_openai_messages
+
+        try:
+            [item] = convert_to_openai_messages([item])
+        except (ValueError, TypeError, NotImplementedError) as exc:
+            reason = str(exc).splitlines()[0]  # LangChain adds a troubleshooting link
+            raise BadRequest(f"messages[{i}]: not a chat message ({reason})") from None
+    role, content = item.get("role"), item.get("content")
+    if role not in ROLES:
+        raise BadRequest(f"messages[{i}].role: must be one of {', '.join(ROLES)}")
+    if isinstance(content, str):
+        if not content.strip() and not item.get("tool_calls"):
+            raise BadRequest(f"messages[{i}].content: empty")
+    elif isinstance(content, list):
+        if not content:
+            raise BadRequest(f"messages[{i}].content: an empty list of parts")
+    elif not (content is None and item.get("tool_calls")):
+        raise BadRequest(f"messages[{i}].content: must be a string or a list of content "
+                         "parts (None only beside tool_calls)")
+    return dict(item)
+
+
+def text_of(messages: Sequence[Mapping[str, Any]]) -> str:
+    """The conversation's text, one turn a line (a stable seed for the random policy)."""
+    return "\n".join(f"{m['role']}: {m.get('content') or ''}" for m in messages)
