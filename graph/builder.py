@@ -22,6 +22,7 @@ from graph.services import Services
 from graph.state import RunSettings, SelectionInput, SelectionOutput, SelectionState
 from nodes import llm
 from nodes.analyze_context import analyze_context
+from nodes.conversation import BadRequest
 from nodes.call_model import acall_model, call_model
 from nodes.next_fallback import anext_fallback, next_fallback, route_after_call, route_after_fallback
 from nodes.query_registry import query_registry
@@ -104,21 +105,36 @@ def _routed(sync: Callable[..., dict[str, Any]], asyn: Callable[..., Awaitable[d
 
 
 def _with_thread(config: RunnableConfig | None) -> RunnableConfig:
+    """A fresh thread id unless the caller chose one; "" or None (`os.environ.get(...)`
+    unset) is no choice: it would pile unrelated requests on one thread."""
     config = dict(config or {})
     configurable = dict(config.get("configurable") or {})
-    if "thread_id" not in configurable:
+    if configurable.get("thread_id") in (None, ""):
         configurable["thread_id"] = str(uuid.uuid4())
         configurable[NEW_THREAD] = True  # nothing to read back: the checkpointer skips it
     config["configurable"] = configurable
     return config  # type: ignore[return-value]
 
 
-def _request(request: Any) -> Any:
+_REQUEST_KEYS = frozenset(SelectionInput.__annotations__)
+
+
+def _request(request: Any, config: RunnableConfig | None) -> Any:
     """The caller's request as the graph keeps it: the optional keys always set (on a
     reused thread an omitted one would be the previous request's) and the context as
-    plain JSON (a TaskContext object would be a pydantic object in the checkpoint)."""
+    plain JSON (a TaskContext object would be a pydantic object in the checkpoint).
+
+    An unknown key is refused, naming it, as the HTTP service and TaskContext refuse one:
+    LangGraph would drop it, so `system_promt` would silently send no system prompt. Not
+    as a parent's subgraph node, which is handed the parent's whole state.
+    """
     if not isinstance(request, Mapping):
         return request  # None (resume from the checkpoint) or a Command
+    unknown = request.keys() - _REQUEST_KEYS
+    embedded = ((config or {}).get("configurable") or {}).get("checkpoint_ns")  # a parent's
+    if unknown and not embedded:
+        raise BadRequest(f"unknown request key(s): {', '.join(sorted(map(str, unknown)))} "
+                         f"(a request has {', '.join(sorted(_REQUEST_KEYS))})")
     request = {"prompt": None, "system_prompt": None, "messages": None, **request}
     if isinstance(request.get("context"), TaskContext):
         request["context"] = request["context"].model_dump(mode="json")
@@ -159,13 +175,13 @@ class SelectionGraph(CompiledStateGraph):
                **kwargs: Any) -> Iterator[Any]:
         if self.checkpointer not in (None, False, True):
             config = _with_thread(config)
-        return super().stream(_request(input), config, **kwargs)
+        return super().stream(_request(input, config), config, **kwargs)
 
     def astream(self, input: Any, config: RunnableConfig | None = None,  # noqa: A002, D102
                 **kwargs: Any) -> AsyncIterator[Any]:
         if self.checkpointer not in (None, False, True):
             config = _with_thread(config)
-        return super().astream(_request(input), config, **kwargs)
+        return super().astream(_request(input, config), config, **kwargs)
 
     def invoke(self, input: Any, config: RunnableConfig | None = None,  # noqa: A002, D102
                **kwargs: Any) -> Any:

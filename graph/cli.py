@@ -7,10 +7,15 @@ Bad input ends with one line on stderr and exit code 2, never a traceback. `sele
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
+from typing import get_args
 
 from graph import cli_commands as cmd
+from graph.context import Complexity, Domain, Priority
+
+DOMAINS = get_args(Domain)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -22,9 +27,9 @@ class _Parser(argparse.ArgumentParser):
 
 def _task_args(p: argparse.ArgumentParser, *, prompt_required: bool) -> None:
     p.add_argument("--task-type", required=True)
-    p.add_argument("--domain", required=True, choices=["self_heal", "optimize", "modernize"])
-    p.add_argument("--complexity", required=True, choices=["simple", "medium", "complex"])
-    p.add_argument("--priority", required=True, choices=["low", "medium", "high", "critical"])
+    p.add_argument("--domain", required=True, choices=DOMAINS)
+    p.add_argument("--complexity", required=True, choices=get_args(Complexity))
+    p.add_argument("--priority", required=True, choices=get_args(Priority))
     p.add_argument("--max-cost-usd", type=float)
     p.add_argument("--max-latency-ms", type=int)
     p.add_argument("--require-local", action="store_true")
@@ -64,7 +69,7 @@ def parser() -> argparse.ArgumentParser:
     v = reg_sub.add_parser("validate", help="check a registry file and its policies")
     v.add_argument("path", nargs="?")
     ls = reg_sub.add_parser("list", help="list models")
-    ls.add_argument("--domain")
+    ls.add_argument("--domain", choices=DOMAINS)
     ls.add_argument("--json", action="store_true")
     reg_sub.add_parser("init", help="load the YAML statuses into Redis (the spec's --init)")
     health = sub.add_parser("health", help="health, circuit and cooldown of every model")
@@ -84,6 +89,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `| head` closed our stdout: stop quietly, as `cat` would
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's exit flush cannot fail
+        return 141  # 128 + SIGPIPE, what a shell reports for a writer killed by the pipe
 
 
 if __name__ == "__main__":

@@ -157,7 +157,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = RunSettings(
         timeout_s=args.timeout_s, max_tokens=args.max_tokens, top_k=args.top_k,
         policy=args.policy,
-        mock_responses={"*": args.mock_response} if args.mock_response else None,
+        # "" is a mock too (an empty answer): only an absent flag means real calls
+        mock_responses={"*": args.mock_response} if args.mock_response is not None else None,
     )
     request = {"context": _context(args), "prompt": args.prompt,
                "system_prompt": args.system_prompt}

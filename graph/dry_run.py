@@ -53,8 +53,11 @@ def dry_run(
     require_keys: bool = False,
 ) -> DryRun:
     """Decide over the whole registry; with `require_keys`, as `run` would (keys enforced)."""
-    asked = prompt or messages  # none: the decision for a prompt of no tokens
-    tokens = count_messages(build_messages(prompt or None, system_prompt, messages)) if asked else 0
+    if prompt or messages:
+        sent = build_messages(prompt or None, system_prompt, messages)
+    else:  # no prompt yet: the decision for what is known (the system prompt, if any)
+        sent = [{"role": "system", "content": system_prompt}] if system_prompt else []
+    tokens = count_messages(sent) if sent else 0
     relevant = registry.relevant(ctx.domain, ctx.task_type)
     live = store.live({m: registry.models[m].status for m in relevant})
     statuses = live.health

@@ -75,7 +75,7 @@ def check_quality(quality: Any) -> float:
         raise RatingError(f"quality {quality!r}: must be a number in [0, 1]")
     if not math.isfinite(quality) or not 0.0 <= quality <= 1.0:
         raise RatingError(f"quality {quality!r}: must be in [0, 1]")
-    return float(quality)
+    return float(quality) + 0.0  # -0.0 is 0
 
 
 def rate(services: Services, request_id: str, quality: float,
@@ -90,6 +90,8 @@ def rate(services: Services, request_id: str, quality: float,
     quality = check_quality(quality)
     if not request_id or not isinstance(request_id, str):
         raise RatingError(f"request_id {request_id!r}: must be a non-empty string")
+    if comment is not None and not isinstance(comment, str):
+        raise RatingError(f"comment: must be a string or None, not {type(comment).__name__}")
     store = services.store
     if not store.rating_window_s:
         raise RatingsOff("ratings are off (RATING_WINDOW_S=0): no request is ratable")

@@ -311,18 +311,20 @@ def _parse_models(path: Path, raw: Any, errors: list[str]) -> dict[str, ModelEnt
         errors.append(f"{path}: 'models' must be a non-empty list")
         return {}
     models: dict[str, ModelEntry] = {}
+    seen: set[str] = set()  # every entry's id, valid or not: all problems at once
     for index, item in enumerate(raw):
         name = item.get("id", "?") if isinstance(item, dict) else "?"
         label = f"{path}: models[{index}] (id {name!r})"
+        if isinstance(name, str) and name != "?":
+            if name in seen:
+                errors.append(f"{label}: duplicate id (first defined earlier in the file)")
+            seen.add(name)
         try:
             entry = ModelEntry.model_validate(item)
         except ValidationError as exc:
             errors.extend(f"{label}: {line}" for line in _explain(exc))
             continue
-        if entry.id in models:
-            errors.append(f"{label}: duplicate id (first defined earlier in the file)")
-            continue
-        models[entry.id] = entry
+        models.setdefault(entry.id, entry)
     return models
 
 

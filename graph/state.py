@@ -139,6 +139,25 @@ class RunSettings:
             raise ValueError(f"timeout_s={self.timeout_s!r}: must be a finite number > 0")
         if not (_is_number(self.temperature) and 0 <= self.temperature <= 2):
             raise ValueError(f"temperature={self.temperature!r}: must be a number from 0 to 2")
+        if type(self.require_keys) is not bool:  # "no" would be truthy: keys required
+            raise ValueError(f"require_keys={self.require_keys!r}: must be True or False")
+        if type(self.seed) is not int:
+            raise ValueError(f"seed={self.seed!r}: must be an integer")
+        if not isinstance(self.policy, str) or not self.policy:
+            raise ValueError(f"policy={self.policy!r}: must be a policy name (nodes/policies.py)")
+        self._check_mocks()
+
+    def _check_mocks(self) -> None:
+        """A mapping of model id (or "*") to a mock (None: that model is called for real)."""
+        mocks = self.mock_responses
+        if mocks is None:
+            return
+        if not isinstance(mocks, Mapping):
+            raise ValueError(f"mock_responses: must be a mapping of model id (or '*') to a "
+                             f"mock response, not {type(mocks).__name__}")
+        for model_id in mocks:
+            if not isinstance(model_id, str):
+                raise ValueError(f"mock_responses[{model_id!r}]: keys are model ids or '*'")
 
     def is_mocked(self, model_id: str) -> bool:
         """Whether calls to this model are answered by a mock (so it needs no API key)."""

@@ -71,7 +71,7 @@ class Store:
         """How long a served request can be rated (0: not at all)."""
         self.rating_half_life_s = rating_half_life_s
         """After how long a rating counts half (0: ratings never fade)."""
-        self._pending: deque[tuple[str, str, tuple[str, Served] | None]] = deque()
+        self._pending: deque[tuple[str, str, tuple[str, Served | None] | None]] = deque()
         self._local_usage: dict[str, deque[str]] = {}
         """Without Redis (client None): the last 1000 usage entries per model, in-process."""
         self._local_served: dict[str, tuple[Served, float | None, float]] = {}
@@ -204,11 +204,12 @@ class Store:
 
     # ------------------------------------------------------------------ usage
     def log_usage(self, model_id: str, entry: Mapping[str, Any],
-                  served: tuple[str, Served] | None = None) -> None:
+                  served: tuple[str, Served | None] | None = None) -> None:
         """Append a JSON usage entry, keeping the last 1000 (queued while Redis is down).
 
         `served` (request id, who served it) is kept in the same round trip for
-        `rating_window_s`, so the request can be rated later.
+        `rating_window_s`, so the request can be rated later; (request id, None) forgets
+        who served an earlier request on a reused id, whose latest request served nothing.
         """
         line = json.dumps(entry, separators=(",", ":"), default=str)
         if not self.rating_window_s:
@@ -227,16 +228,22 @@ class Store:
         self._run(remote, lambda: self._pending.append((model_id, line, served)))
 
     def _queue_usage(self, pipe: Any, model_id: str, line: str,
-                     served: tuple[str, Served] | None) -> None:
+                     served: tuple[str, Served | None] | None) -> None:
         pipe.lpush(self.key("usage", model_id), line)
         pipe.ltrim(self.key("usage", model_id), 0, USAGE_KEEP - 1)
         if served:
             request_id, who = served  # one SET: a reused thread id starts unrated
-            pipe.set(self.key("request", request_id), json.dumps(who._asdict()),
-                     ex=self.rating_window_s)
+            if who is None:
+                pipe.delete(self.key("request", request_id))
+            else:
+                pipe.set(self.key("request", request_id), json.dumps(who._asdict()),
+                         ex=self.rating_window_s)
 
-    def _remember_locally(self, request_id: str, who: Served) -> None:
+    def _remember_locally(self, request_id: str, who: Served | None) -> None:
         with self._lock:
+            if who is None:
+                self._local_served.pop(request_id, None)
+                return
             self._local_served[request_id] = (who, None, 0.0)
             while len(self._local_served) > LOCAL_RATABLE:
                 del self._local_served[next(iter(self._local_served))]

@@ -52,7 +52,7 @@ def analyze_context(
         "started": now,
         "deadline": now + ctx.max_latency_ms / 1000 if ctx.max_latency_ms else None,
         # without a checkpointer (and none from the caller) the id only names the request
-        "thread_id": configurable.get("thread_id") or str(uuid.uuid4()),
+        "thread_id": str(configurable.get("thread_id") or uuid.uuid4()),  # ratable as a str
         "position": 0,
         "tries": 0,
         "spent_usd": 0.0,

@@ -72,17 +72,19 @@ def record_feedback(
                    "error": summarize_error(attempts)}
     record = feedback_record({**state, **result}, now)  # type: ignore[typeddict-item]
     services.feedback.append(record)
-    for a in attempts:
-        if a["error_class"] in CALLED:
-            served = None  # the serving call is kept ratable (graph/ratings.py)
-            if a["ok"] and record["request_id"]:
-                served = (record["request_id"],
-                          Served(a["model_id"], record["domain"], record["task_type"]))
-            services.store.log_usage(a["model_id"], {
-                "timestamp": record["timestamp"], "latency_ms": a["latency_ms"],
-                "success": a["ok"], "task_type": record["task_type"],
-                "cost_usd": a["cost_usd"], "request_id": record["request_id"],
-            }, served)
+    called = [a for a in attempts if a["error_class"] in CALLED]
+    for a in called:
+        served = None  # the serving call is kept ratable (graph/ratings.py)
+        if a["ok"] and record["request_id"]:
+            served = (record["request_id"],
+                      Served(a["model_id"], record["domain"], record["task_type"]))
+        elif a is called[-1] and not record["success"] and record["request_id"]:
+            served = (record["request_id"], None)  # nothing to rate: not an earlier answer
+        services.store.log_usage(a["model_id"], {
+            "timestamp": record["timestamp"], "latency_ms": a["latency_ms"],
+            "success": a["ok"], "task_type": record["task_type"],
+            "cost_usd": a["cost_usd"], "request_id": record["request_id"],
+        }, served)
     with tm.tracer.start_as_current_span("model_selector.outcome") as span:
         span.set_attribute(tm.MODEL_ID, record["model_id"] or "")
         span.set_attribute(tm.SELECTOR_STOP, str(record["stop_reason"]))

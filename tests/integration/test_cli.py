@@ -87,6 +87,38 @@ def test_run_offline_with_a_mock_response_excludes_keyless_models(env):
     assert "model llama-3.3-70b-versatile" in out.stderr
 
 
+def test_an_empty_mock_response_is_an_empty_answer_not_real_calls(env):
+    out = cli(env, "run", *SELECT[1:], "--prompt", "free port 8080", "--mock-response", "",
+              "--json")
+    assert out.returncode == 0, out.stderr
+    body = json.loads(out.stdout)
+    assert body["success"] is True and body["response"] == ""
+    assert [a["error_class"] for a in body["attempts"]] == [None]  # one call, answered
+
+
+def test_a_closed_pipe_ends_the_output_quietly(env):
+    shell = f"{sys.executable} -m graph.cli registry list | head -1"
+    out = subprocess.run(["bash", "-c", shell], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.startswith("gpt-4o-mini-self-heal") and out.stdout.count("\n") == 1
+    assert "Traceback" not in out.stderr and "BrokenPipeError" not in out.stderr
+
+
+def test_an_unknown_domain_in_registry_list_is_bad_input(env):
+    out = cli(env, "registry", "list", "--domain", "self-heal")
+    assert out.returncode == 2 and out.stdout == ""
+    assert "argument --domain: invalid choice: 'self-heal'" in out.stderr
+
+
+def test_the_dry_run_counts_a_system_prompt_given_without_a_prompt(env):
+    big = "word " * 20_000  # over deepseek-coder-33b-instruct's 16,000-token window
+    out = cli(env, *SELECT, "--system-prompt", big, "--json")
+    assert out.returncode == 0, out.stderr
+    body = json.loads(out.stdout)
+    assert body["prompt_tokens"] > 20_000
+    assert "context window" in body["excluded"]["deepseek-coder-33b-instruct"]
+
+
 @pytest.mark.parametrize(("args", "message"), [
     (["--timeout-s", "-1"], "argument --timeout-s: must be a finite number > 0"),
     (["--timeout-s", "nan"], "argument --timeout-s: must be a finite number > 0"),

@@ -5,6 +5,7 @@ LiteLLM call path, real Redis)."""
 from __future__ import annotations
 
 import json
+import math
 import random
 from concurrent.futures import ThreadPoolExecutor
 
@@ -69,6 +70,35 @@ def test_a_reused_thread_id_served_again_is_rated_afresh(selection, services):
     assert rate(services, "agent-7-thread", 0.0)["replaces"] is None  # a new answer, a new vote
     assert rounded(services.store.ratings("self_heal", "code_fix")) == {PRIMARY: (1, 1.0),
                                                                          SECOND: (1, 0.0)}
+
+
+@pytest.mark.parametrize("in_process", [False, True])
+def test_a_reused_thread_whose_latest_request_failed_has_nothing_to_rate(
+        selection, services, tmp_path, in_process):
+    if in_process:
+        from graph.feedback import FeedbackLog
+        from graph.services import Services
+
+        services = Services(registry=services.registry, store=Store.in_memory(),
+                            feedback=FeedbackLog(tmp_path / "fb.jsonl"))
+        selection = compile_graph(services)
+    config = {"configurable": {"thread_id": "agent-8-thread"}}
+    request = {"context": PORT_HEALER, "prompt": PROMPT}
+    selection.invoke(request, config, context=RunSettings(mock_responses={"*": "ok"}))
+    failed = selection.invoke(request, config, context=RunSettings(
+        mock_responses={"*": Exception("provider exploded")}, max_tries_per_model=1))
+    assert failed["success"] is False
+    with pytest.raises(RatingError, match="not ratable"):  # not the first request's answer
+        rate(services, "agent-8-thread", 0.1)
+
+
+def test_rating_with_a_comment_that_is_not_text_records_nothing(selection, services):
+    rid = serve(selection)["thread_id"]
+    with pytest.raises(RatingError, match="comment: must be a string"):
+        rate(services, rid, 0.5, comment=123)
+    assert services.store.ratings("self_heal", "code_fix") == {}
+    assert [r.get("type") for r in log(services)] == [None]  # the request's record alone
+    assert math.copysign(1, rate(services, rid, -0.0)["user_feedback"]) == 1  # 0, not -0
 
 
 def test_concurrent_ratings_of_different_requests_all_count(selection, services):

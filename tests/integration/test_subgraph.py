@@ -6,6 +6,7 @@ import functools
 import uuid
 from typing import Any, TypedDict
 
+import pytest
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.graph import END, START, StateGraph
 
@@ -116,3 +117,32 @@ def test_an_interrupt_comes_back_under_its_v1_key():
         "a": 1, "__interrupt__": [pause]}
     assert _as_v1(GraphOutput(value=None, interrupts=(pause,))) == {"__interrupt__": [pause]}
     assert _as_v1(GraphOutput(value={"a": 1})) == {"a": 1}
+
+
+@pytest.mark.parametrize("chosen", ["", None])
+def test_an_empty_thread_id_is_no_choice_each_request_gets_its_own(selection, chosen):
+    config = {"configurable": {"thread_id": chosen}}
+    settings = RunSettings(mock_responses={"*": "ok"})
+    ids = [selection.invoke({"context": PORT_HEALER, "prompt": "free port 8080"}, config,
+                            context=settings)["thread_id"] for _ in range(2)]
+    assert ids[0] != ids[1] and all(ids)
+    for rid in ids:  # the id the result names is where the run's history is
+        history = list(selection.get_state_history({"configurable": {"thread_id": rid}}))
+        assert history[0].values["response"] == "ok"
+
+
+def test_an_integer_thread_id_comes_back_as_the_string_that_rates_it(selection):
+    thread = uuid.uuid4().int % 10**12
+    out = selection.invoke({"context": PORT_HEALER, "prompt": "free port 8080"},
+                           {"configurable": {"thread_id": thread}},
+                           context=RunSettings(mock_responses={"*": "ok"}))
+    assert out["thread_id"] == str(thread)
+    assert selection.rate(out["thread_id"], 0.5)["model_id"] == "llama-3.3-70b-versatile"
+
+
+def test_a_misspelt_request_key_is_refused_naming_it(selection):
+    from nodes.conversation import BadRequest
+
+    with pytest.raises(BadRequest, match="unknown request key.*system_promt"):
+        selection.invoke({"context": PORT_HEALER, "prompt": "x", "system_promt": "be brief"},
+                         context=RunSettings(mock_responses={"*": "ok"}))

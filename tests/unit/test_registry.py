@@ -91,6 +91,14 @@ def test_reports_every_problem_at_once(tmp_path):
     assert "models[0]" in str(err.value) and "models[1]" in str(err.value)
 
 
+def test_a_duplicate_of_an_invalid_entry_is_reported_with_its_problems(tmp_path):
+    first_bad = two_models().replace("avg_latency_ms: 500", "avg_latency_ms: -5", 1)
+    with pytest.raises(RegistryError) as err:
+        load_registry(write(tmp_path, first_bad + MODEL.format(id="a")))
+    assert "models[0] (id 'a'): avg_latency_ms" in str(err.value)
+    assert "models[2] (id 'a'): duplicate id" in str(err.value)
+
+
 def test_not_yaml_and_missing_file(tmp_path):
     (tmp_path / "model_registry.yaml").write_text("models: [unclosed\n")
     with pytest.raises(RegistryError, match="not valid YAML"):

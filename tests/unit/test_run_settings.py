@@ -19,10 +19,25 @@ from graph.state import RunSettings
     ("temperature", -0.1, "must be a number from 0 to 2"),
     ("temperature", 2.5, "must be a number from 0 to 2"),
     ("temperature", math.nan, "must be a number from 0 to 2"),
+    ("require_keys", "no", "must be True or False"),  # "no" is truthy: keys would be required
+    ("seed", "x", "must be an integer"),
+    ("seed", True, "must be an integer"),
+    ("policy", None, r"must be a policy name \(nodes/policies.py\)"),
+    ("policy", "", r"must be a policy name \(nodes/policies.py\)"),
 ])
 def test_rejects_values_the_service_would_reject_naming_field_and_rule(field, value, rule):
     with pytest.raises(ValueError, match=rf"^{field}=.*: {rule}$"):
         RunSettings(**{field: value})
+
+
+@pytest.mark.parametrize(("mocks", "rule"), [
+    ("hello", r"^mock_responses: must be a mapping"),
+    ({1: "x"}, r"^mock_responses\[1\]: keys are model ids or '\*'"),
+])
+def test_mock_responses_must_map_models_to_mocks(mocks, rule):
+    with pytest.raises(ValueError, match=rule):
+        RunSettings(mock_responses=mocks)
+    assert RunSettings(mock_responses={"*": ""}).mock_for("any") == ""  # empty text is a mock
 
 
 def test_accepts_the_defaults_and_the_edges():
