@@ -22,8 +22,8 @@ from graph.services import Services
 from graph.state import RunSettings, SelectionInput, SelectionOutput, SelectionState
 from nodes import llm
 from nodes.analyze_context import analyze_context
-from nodes.conversation import BadRequest
 from nodes.call_model import acall_model, call_model
+from nodes.conversation import BadRequest, check_tools
 from nodes.next_fallback import anext_fallback, next_fallback, route_after_call, route_after_fallback
 from nodes.query_registry import query_registry
 from nodes.record_feedback import record_feedback
@@ -121,8 +121,9 @@ _REQUEST_KEYS = frozenset(SelectionInput.__annotations__)
 
 def _request(request: Any, config: RunnableConfig | None) -> Any:
     """The caller's request as the graph keeps it: the optional keys always set (on a
-    reused thread an omitted one would be the previous request's) and the context as
-    plain JSON (a TaskContext object would be a pydantic object in the checkpoint).
+    reused thread an omitted one would be the previous request's), the context and the
+    tools as plain JSON (a TaskContext object would be a pydantic object in the
+    checkpoint, a LangChain tool one it cannot hold).
 
     An unknown key is refused, naming it, as the HTTP service and TaskContext refuse one:
     LangGraph would drop it, so `system_promt` would silently send no system prompt. Not
@@ -135,7 +136,10 @@ def _request(request: Any, config: RunnableConfig | None) -> Any:
     if unknown and not embedded:
         raise BadRequest(f"unknown request key(s): {', '.join(sorted(map(str, unknown)))} "
                          f"(a request has {', '.join(sorted(_REQUEST_KEYS))})")
-    request = {"prompt": None, "system_prompt": None, "messages": None, **request}
+    request = {"prompt": None, "system_prompt": None, "messages": None, "tools": None,
+               "tool_choice": None, **request}
+    if request["tools"]:  # LangChain tools are live objects: their specs are checkpointed
+        request["tools"] = check_tools(request["tools"])
     if isinstance(request.get("context"), TaskContext):
         request["context"] = request["context"].model_dump(mode="json")
     return request

@@ -13,9 +13,9 @@ from typing import Any
 from graph.context import TaskContext
 from graph.registry import Registry
 from graph.store import Store
-from graph.tokens import count_messages
+from graph.tokens import count_messages, count_tools
 from nodes.availability import missing_key, unavailable_reasons
-from nodes.conversation import build_messages
+from nodes.conversation import build_messages, check_tools
 from nodes.scoring import effective_weights
 from nodes.selection import Decision, Limits, select
 
@@ -48,6 +48,7 @@ def dry_run(
     prompt: str | None = None,
     system_prompt: str | None = None,
     messages: Sequence[Any] | None = None,
+    tools: Sequence[Any] | None = None,
     max_tokens: int = 4096,
     top_k: int = 3,
     require_keys: bool = False,
@@ -57,12 +58,13 @@ def dry_run(
         sent = build_messages(prompt or None, system_prompt, messages)
     else:  # no prompt yet: the decision for what is known (the system prompt, if any)
         sent = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    tokens = count_messages(sent) if sent else 0
+    specs = check_tools(tools)
+    tokens = (count_messages(sent) if sent else 0) + count_tools(specs)
     relevant = registry.relevant(ctx.domain, ctx.task_type)
     live = store.live({m: registry.models[m].status for m in relevant})
     statuses = live.health
     unavailable = unavailable_reasons(registry, live.availability, live.at, require_keys)
-    decision = select(registry, ctx, Limits(tokens, max_tokens),
+    decision = select(registry, ctx, Limits(tokens, max_tokens, bool(specs)),
                       effective_weights(registry.scoring, ctx), statuses, unavailable, top_k)
     missing = {m: r for m, e in registry.models.items() if (r := missing_key(e))}
     return DryRun(decision, tokens, missing)

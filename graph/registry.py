@@ -79,17 +79,23 @@ class ModelEntry(_Strict):
     cost_source: Literal["registry", "provider"] = "registry"
     """Bill calls at the registry's prices x real usage, or at the cost the provider
     reports (replayed recordings carry the real cost of each call)."""
+    tool_calling: bool = False
+    """Can call tools (function calling); a request with `tools` goes to no other model.
+    Taken from LiteLLM's bundled map (`supports_function_calling`) unless stated."""
 
     @model_validator(mode="before")
     @classmethod
     def _fill_prices(cls, raw: Any) -> Any:
-        """Take prices from LiteLLM's bundled map where the YAML does not state them."""
+        """Take prices and tool calling from LiteLLM's bundled map where the YAML does not
+        state them."""
         if not isinstance(raw, dict) or not isinstance(raw.get("model"), str):
             return raw
         data = dict(raw)
+        entry = prices.lookup(data["model"])
+        if entry is not None and "tool_calling" not in data:
+            data["tool_calling"] = entry.get("supports_function_calling") is True
         missing = [f for f in ("input_cost_per_1m", "output_cost_per_1m") if f not in data]
         if missing:
-            entry = prices.lookup(data["model"])
             if entry is None:
                 raise ValueError(
                     f"{' and '.join(missing)} not stated and {data['model']!r} is not in "

@@ -77,6 +77,9 @@ class RunRequest(BaseModel):
     messages: list[dict[str, Any]] | None = Field(default=None, max_length=10_000)
     """The conversation so far, in the chat format (`role`, `content`, ...); each message
     is checked by the graph's own rules (nodes/conversation.py), a bad one named by index."""
+    tools: list[dict[str, Any]] | None = Field(default=None, max_length=512)
+    """OpenAI tool specs the model may call (then only models that can call tools serve)."""
+    tool_choice: str | dict[str, Any] | None = None
     options: Options = Options()
 
     @model_validator(mode="after")
@@ -88,7 +91,8 @@ class RunRequest(BaseModel):
     def graph_input(self) -> dict[str, Any]:
         """The `SelectionInput` dict the graph takes."""
         return {"context": self.context.model_dump(), "prompt": self.prompt,
-                "system_prompt": self.system_prompt, "messages": self.messages}
+                "system_prompt": self.system_prompt, "messages": self.messages,
+                "tools": self.tools, "tool_choice": self.tool_choice}
 
 
 class SelectRequest(RunRequest):
@@ -334,7 +338,8 @@ def _summary(services: Services) -> dict[str, Any]:
     models = [
         {"id": e.id, "provider": e.provider, "model": e.model, "group": e.group,
          "domains": list(e.domains), "capabilities": list(e.capabilities), "tags": list(e.tags),
-         "local": e.is_local, "status": live.get(e.id, e.status), "api_key_env": e.key_env,
+         "local": e.is_local, "tool_calling": e.tool_calling,
+         "status": live.get(e.id, e.status), "api_key_env": e.key_env,
          "avg_latency_ms": e.avg_latency_ms, "context_window": e.context_window,
          "input_cost_per_1m": e.input_cost_per_1m, "output_cost_per_1m": e.output_cost_per_1m}
         for e in registry.models.values()
@@ -430,7 +435,7 @@ def create_app(
         opts = rt.settings(body.options)
         result = dry_run(services.registry, services.store, body.context, prompt=body.prompt,
                          system_prompt=body.system_prompt, messages=body.messages,
-                         max_tokens=opts.max_tokens, top_k=opts.top_k,
+                         tools=body.tools, max_tokens=opts.max_tokens, top_k=opts.top_k,
                          require_keys=body.require_keys)
         return result.as_dict()
 

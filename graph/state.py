@@ -28,6 +28,11 @@ class SelectionInput(TypedDict):
     messages: NotRequired[Sequence[Any] | None]
     """The conversation so far: chat dicts (`role`, `content`) or LangChain messages, as an
     agent's `messages` state holds them; sent between the system prompt and the prompt."""
+    tools: NotRequired[Sequence[Any] | None]
+    """Tools the model may call: OpenAI tool specs or LangChain tools; only models that can
+    call tools serve the request."""
+    tool_choice: NotRequired[Any]
+    """`auto`, `none`, `required`, or `{"type": "function", "function": {"name": ...}}`."""
 
 
 class Attempt(TypedDict):
@@ -56,6 +61,8 @@ class SelectionOutput(TypedDict, total=False):
     """The spec's result keys plus the decision record."""
 
     response: str | None
+    tool_calls: list[dict[str, Any]] | None
+    """The tool calls the model asked for (OpenAI format), when the request offered tools."""
     model_used: str | None
     latency_ms: int
     cost_usd: float
@@ -83,6 +90,9 @@ class SelectionState(SelectionOutput, total=False):
     messages: Any
     """The caller's conversation so far; analyze_context replaces it by the chat messages
     sent (system prompt, conversation, prompt)."""
+    tools: Any
+    """The caller's tools; analyze_context replaces them by the OpenAI specs sent."""
+    tool_choice: Any
     max_output_tokens: int
     weights: dict[str, float]
     deadline: float | None

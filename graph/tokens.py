@@ -64,3 +64,8 @@ def count_messages(messages: Iterable[Mapping[str, Any]]) -> int:
             if key == "name":
                 total += 1
     return total
+
+
+def count_tools(tools: Iterable[Mapping[str, Any]] | None) -> int:
+    """Tokens the tool specs take (their JSON: providers render them into the prompt)."""
+    return count_text(json.dumps(list(tools), default=str)) if tools else 0

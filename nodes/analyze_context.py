@@ -12,9 +12,9 @@ from graph.checkpoint import NEW_THREAD
 from graph.context import TaskContext
 from graph.services import Services
 from graph.state import RunSettings, SelectionState
-from graph.tokens import count_messages
+from graph.tokens import count_messages, count_tools
 from nodes import policies
-from nodes.conversation import BadRequest, build_messages
+from nodes.conversation import BadRequest, build_messages, check_tool_choice, check_tools
 from nodes.scoring import effective_weights
 
 
@@ -32,11 +32,13 @@ def analyze_context(
     """Validate, count the messages' real tokens, and fix weights, deadline and budget.
 
     The input's `messages` (a conversation so far) is replaced by the whole conversation
-    sent: system prompt, history, prompt."""
+    sent: system prompt, history, prompt; its `tools` by the OpenAI tool specs sent."""
     settings = runtime.context or RunSettings()
     ctx = parse_context(state.get("context"))
     messages = build_messages(state.get("prompt"), state.get("system_prompt"),
                               state.get("messages"))
+    tools = check_tools(state.get("tools"))
+    tool_choice = check_tool_choice(state.get("tool_choice"), tools)
     try:  # before any Redis read
         policies.check(settings.policy, services.registry)
     except ValueError as exc:
@@ -46,7 +48,9 @@ def analyze_context(
     update = {
         "task": ctx.model_dump(mode="json"),
         "messages": messages,
-        "prompt_tokens": count_messages(messages),
+        "tools": tools,
+        "tool_choice": tool_choice,
+        "prompt_tokens": count_messages(messages) + count_tools(tools),
         "max_output_tokens": settings.max_tokens,
         "weights": effective_weights(services.registry.scoring, ctx),
         "started": now,
@@ -60,6 +64,7 @@ def analyze_context(
         "success": False,
         "stop_reason": "",
         "response": None,
+        "tool_calls": None,
         "model_used": None,
         "error": None,
     }

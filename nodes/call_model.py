@@ -50,7 +50,8 @@ def call_params(state: SelectionState, settings: RunSettings, now: float) -> dic
     if state.get("deadline") is not None:
         timeout = max(0.001, min(timeout, state["deadline"] - now))
     return {"max_tokens": state["max_output_tokens"], "temperature": settings.temperature,
-            "timeout_s": timeout}
+            "timeout_s": timeout, "tools": state.get("tools"),
+            "tool_choice": state.get("tool_choice")}
 
 
 def on_failure(services: Services, state: SelectionState, model: ModelEntry,
@@ -78,6 +79,7 @@ def _outcome(state: SelectionState, model_id: str, reply: llm.Reply) -> dict[str
         "tries": try_no,
         "spent_usd": state["spent_usd"] + reply.cost_usd,
         "response": reply.text,
+        "tool_calls": reply.tool_calls,
         "model_used": model_id,
         "latency_ms": reply.latency_ms,
         "success": True,

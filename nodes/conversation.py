@@ -67,6 +67,62 @@ def _checked(item: Any, i: int) -> dict[str, Any]:
     return dict(item)
 
 
+def check_tools(tools: Sequence[Any] | None) -> list[dict[str, Any]] | None:
+    """The tools the model may call, as OpenAI tool specs (what LiteLLM takes).
+
+    Items are tool spec dicts (`{"type": "function", "function": {"name": ...}}`) or
+    anything LangChain's `convert_to_openai_tool` takes (a LangChain tool, a pydantic
+    model, a typed function). None or an empty list: no tools.
+    """
+    if tools is None:
+        return None
+    if isinstance(tools, str | bytes | Mapping) or not isinstance(tools, Sequence):
+        raise BadRequest("tools: must be a list of tool specs")
+    specs = [_tool(item, i) for i, item in enumerate(tools)]
+    names = [spec["function"]["name"] for spec in specs]
+    if dupes := sorted({n for n in names if names.count(n) > 1}):
+        raise BadRequest(f"tools: duplicate name(s) {', '.join(dupes)}")
+    return specs or None
+
+
+def _tool(item: Any, i: int) -> dict[str, Any]:
+    if not isinstance(item, Mapping):
+        from langchain_core.utils.function_calling import convert_to_openai_tool
+
+        try:
+            item = convert_to_openai_tool(item)
+        except (ValueError, TypeError, NotImplementedError) as exc:
+            reason = str(exc).splitlines()[0]
+            raise BadRequest(f"tools[{i}]: not a tool ({reason})") from None
+    function = item.get("function")
+    if item.get("type") != "function" or not isinstance(function, Mapping):
+        raise BadRequest(f'tools[{i}]: must be {{"type": "function", "function": {{...}}}}')
+    if not isinstance(function.get("name"), str) or not function["name"].strip():
+        raise BadRequest(f"tools[{i}].function.name: required, a non-empty string")
+    return dict(item)
+
+
+TOOL_CHOICES = ("auto", "none", "required")
+
+
+def check_tool_choice(choice: Any, tools: list[dict[str, Any]] | None) -> Any:
+    """`auto`, `none`, `required`, or `{"type": "function", "function": {"name": <a tool>}}`;
+    only beside tools."""
+    if choice is None:
+        return None
+    if not tools:
+        raise BadRequest("tool_choice: given without tools")
+    if choice in TOOL_CHOICES:
+        return choice
+    names = {spec["function"]["name"] for spec in tools}
+    function = choice.get("function") if isinstance(choice, Mapping) else None
+    name = function.get("name") if isinstance(function, Mapping) else None
+    if not isinstance(name, str) or name not in names:
+        raise BadRequest(f"tool_choice: must be one of {', '.join(TOOL_CHOICES)} or "
+                         f'{{"type": "function", "function": {{"name": <one of the tools>}}}}')
+    return dict(choice)
+
+
 def text_of(messages: Sequence[Mapping[str, Any]]) -> str:
     """The conversation's text, one turn a line (a stable seed for the random policy)."""
     return "\n".join(f"{m['role']}: {m.get('content') or ''}" for m in messages)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +28,8 @@ class Reply:
     output_tokens: int
     cost_usd: float
     latency_ms: int
+    tool_calls: list[dict[str, Any]] | None = None
+    """The tool calls asked for, in the OpenAI format the request's tools came in."""
 
 
 @functools.cache
@@ -121,11 +123,18 @@ def chat_model(model_string: str, api_base: str | None) -> Any:
     return _chat_class()(model=model_string, api_base=api_base, max_retries=1)
 
 
-def _kwargs(max_tokens: int, temperature: float, timeout_s: float,
-            mock_response: Any) -> dict[str, Any]:
+def _kwargs(max_tokens: int, temperature: float, timeout_s: float, mock_response: Any,
+            tools: list[dict[str, Any]] | None, tool_choice: Any) -> dict[str, Any]:
     kwargs: dict[str, Any] = {"max_tokens": max_tokens, "temperature": temperature,
                               "timeout": timeout_s}
-    if mock_response is not None:
+    if tools:
+        kwargs["tools"] = tools
+        if tool_choice is not None:
+            kwargs["tool_choice"] = tool_choice
+    if isinstance(mock_response, Mapping):  # a reply that calls tools (LiteLLM's own mock)
+        kwargs["mock_response"] = mock_response.get("content") or ""
+        kwargs["mock_tool_calls"] = list(mock_response.get("tool_calls") or ())
+    elif mock_response is not None:
         kwargs["mock_response"] = mock_response
     return kwargs
 
@@ -154,9 +163,15 @@ def call(
     temperature: float,
     timeout_s: float,
     mock_response: Any = None,
+    tools: list[dict[str, Any]] | None = None,
+    tool_choice: Any = None,
 ) -> Reply:
-    """Call the model once; raises LiteLLM's exception types on failure."""
-    kwargs = _kwargs(max_tokens, temperature, timeout_s, mock_response)
+    """Call the model once; raises LiteLLM's exception types on failure.
+
+    `mock_response` is LiteLLM's (text, an exception, "litellm.RateLimitError"), or
+    `{"content": ..., "tool_calls": [OpenAI tool calls]}` for a reply that calls tools.
+    """
+    kwargs = _kwargs(max_tokens, temperature, timeout_s, mock_response, tools, tool_choice)
     chat = chat_model(model.model, model.api_base)
     started = time.perf_counter()
     if listening():
@@ -174,9 +189,11 @@ async def acall(
     temperature: float,
     timeout_s: float,
     mock_response: Any = None,
+    tools: list[dict[str, Any]] | None = None,
+    tool_choice: Any = None,
 ) -> Reply:
     """The asyncio twin of `call`."""
-    kwargs = _kwargs(max_tokens, temperature, timeout_s, mock_response)
+    kwargs = _kwargs(max_tokens, temperature, timeout_s, mock_response, tools, tool_choice)
     chat = chat_model(model.model, model.api_base)
     started = time.perf_counter()
     if listening():
@@ -205,4 +222,9 @@ def _reply(model: ModelEntry, message: Any, started: float) -> Reply:
         cost = model.cost_usd(input_tokens, output_tokens)
     latency = (time.perf_counter() - started) * 1000
     text = message.content if isinstance(message.content, str) else str(message.content)
-    return Reply(text, input_tokens, output_tokens, round(cost, 8), int(latency))
+    calls = None
+    if getattr(message, "tool_calls", None):
+        from langchain_core.messages import convert_to_openai_messages
+
+        calls = convert_to_openai_messages(message).get("tool_calls")
+    return Reply(text, input_tokens, output_tokens, round(cost, 8), int(latency), calls)

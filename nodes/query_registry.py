@@ -17,7 +17,8 @@ from nodes.selection import Limits, NoEligibleModel, filter_models
 def query_registry(
     state: SelectionState, runtime: Runtime[RunSettings], *, services: Services
 ) -> dict[str, Any]:
-    """Filter the registry by live health, circuits, keys, locality, window and budget."""
+    """Filter the registry by live health, circuits, keys, locality, tool calling, window
+    and budget."""
     settings = runtime.context or RunSettings()
     registry = services.registry
     ctx = TaskContext.model_validate(state["task"])
@@ -28,7 +29,7 @@ def query_registry(
     unavailable = unavailable_reasons(
         registry, live.availability, live.at, settings.require_keys, mocked
     )
-    limits = Limits(state["prompt_tokens"], state["max_output_tokens"])
+    limits = Limits(state["prompt_tokens"], state["max_output_tokens"], bool(state.get("tools")))
     filtered = filter_models(registry, ctx, limits, statuses, unavailable)
     policy = [m for m in registry.fallback_chain(ctx.domain) if m in filtered.soft_excluded]
     if not filtered.eligible and not policy:

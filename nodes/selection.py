@@ -34,6 +34,8 @@ class Limits:
 
     prompt_tokens: int
     max_output_tokens: int
+    tools: bool = False
+    """The request offers tools: only models that can call them may serve it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +83,8 @@ def hard_exclusion(
         return unavailable
     if ctx.require_local and not model.is_local:
         return "not local (require_local is set)"
+    if limits.tools and not model.tool_calling:
+        return "cannot call tools (tool_calling: false in the registry)"
     needed = limits.prompt_tokens + limits.max_output_tokens
     if needed > model.context_window:
         return (

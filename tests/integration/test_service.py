@@ -173,6 +173,26 @@ def test_a_conversation_is_sent_whole_and_a_bad_one_is_422_naming_the_message(
         assert "messages[2].role" in bad.json()["message"]
 
 
+def test_tools_over_http_chain_tool_callers_and_return_the_calls(
+        make_client: Callable[..., TestClient]) -> None:
+    lsof = {"type": "function", "function": {"name": "lsof", "parameters": {
+        "type": "object", "properties": {"port": {"type": "integer"}}}}}
+    call = {"id": "call_1", "type": "function",
+            "function": {"name": "lsof", "arguments": '{"port": 8080}'}}
+    client = make_client(mock={"content": "", "tool_calls": [call]})
+    run = client.post("/v1/run", json={**REQUEST, "tools": [lsof], "tool_choice": "auto"})
+    assert run.status_code == 200, run.text
+    assert run.json()["tool_calls"] == [call] and run.json()["success"] is True
+    select = client.post("/v1/select", json={**REQUEST, "tools": [lsof]}).json()
+    assert "deepseek-coder-33b-instruct" not in [select["primary"], *select["fallbacks"]]
+    assert select["excluded"]["deepseek-coder-33b-instruct"].startswith("cannot call tools")
+    models = {m["id"]: m for m in client.get("/v1/models").json()["models"]}
+    assert models["llama-3.3-70b-versatile"]["tool_calling"] is True
+    for path in ("/v1/run", "/v1/select"):
+        bad = client.post(path, json={**REQUEST, "tools": [{"type": "function"}]})
+        assert bad.status_code == 422 and "tools[0]" in bad.json()["message"], bad.text
+
+
 @pytest.mark.parametrize("path", ["/v1/select", "/v1/run"])
 def test_nothing_eligible_is_409_with_every_reason(make_client: Callable[..., TestClient],
                                                     path: str) -> None:

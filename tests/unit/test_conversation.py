@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 
 from graph.tokens import count_messages
-from nodes.conversation import BadRequest, build_messages
+from nodes.conversation import BadRequest, build_messages, check_tool_choice, check_tools
 
 CALL = {"id": "call_1", "type": "function",
         "function": {"name": "lsof", "arguments": '{"port": 8080}'}}
@@ -69,3 +71,49 @@ def test_tool_calls_and_text_parts_are_counted():
              {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]
     assert count_messages([{"role": "user", "content": parts}]) == count_messages(
         [{"role": "user", "content": "port 8080 is busy"}])
+
+
+LSOF = {"type": "function", "function": {"name": "lsof", "description": "who holds a port",
+                                         "parameters": {"type": "object", "properties": {
+                                             "port": {"type": "integer"}}}}}
+
+
+def test_tools_are_openai_specs_and_langchain_tools_are_converted():
+    from langchain_core.tools import tool
+
+    @tool
+    def restart(service: str) -> str:
+        """Restart a systemd service."""
+        return "ok"
+
+    specs = check_tools([LSOF, restart])
+    assert specs[0] == LSOF
+    assert specs[1]["type"] == "function" and specs[1]["function"]["name"] == "restart"
+    assert specs[1]["function"]["parameters"]["properties"]["service"]["type"] == "string"
+    assert check_tools(None) is None and check_tools([]) is None  # no tools: every model
+    assert check_tool_choice("required", specs) == "required"
+    named = {"type": "function", "function": {"name": "restart"}}
+    assert check_tool_choice(named, specs) == named
+
+
+@pytest.mark.parametrize(("tools", "choice", "named"), [
+    ({"type": "function"}, None, "tools: must be a list"),
+    ([{"type": "web_search"}], None, "tools[0]: must be"),
+    ([{"type": "function", "function": {"name": " "}}], None, "tools[0].function.name"),
+    ([LSOF, LSOF], None, "tools: duplicate name(s) lsof"),
+    ([42], None, "tools[0]: not a tool"),
+    (None, "auto", "tool_choice: given without tools"),
+    ([LSOF], "sometimes", "tool_choice: must be one of auto, none, required"),
+    ([LSOF], {"type": "function", "function": {"name": "kill"}}, "tool_choice: must be one of"),
+    ([LSOF], {"type": "function", "function": "lsof"}, "tool_choice: must be one of"),
+])
+def test_bad_tools_are_named(tools, choice, named):
+    with pytest.raises(BadRequest, match=re.escape(named)) as err:
+        check_tool_choice(choice, check_tools(tools))
+    assert "\n" not in str(err.value)
+
+
+def test_tool_specs_count_toward_the_prompt():
+    from graph.tokens import count_tools
+
+    assert count_tools(None) == 0 and count_tools([LSOF]) > 10

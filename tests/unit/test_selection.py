@@ -96,3 +96,22 @@ def test_nothing_qualifies_error_lists_every_reason():
     assert "llama-3.3-70b-versatile: status dead" in message
     assert "gpt-4.1: worst-case cost" in message
     assert len(err.value.excluded) == len(REG.models)
+
+
+def test_a_request_with_tools_goes_only_to_models_that_can_call_them():
+    ctx = TaskContext(**QUERY_OPTIMIZER)
+    d = select(REG, ctx, Limits(200, 4096, tools=True), effective_weights(REG.scoring, ctx),
+               {}, {})
+    # the spec's second model, a self-hosted vLLM without tool calling, leaves the chain
+    assert chain(d)[0] == "claude-3.5-sonnet" and "qwen-2.5-coder-32b-instruct" not in chain(d)
+    assert d.excluded["qwen-2.5-coder-32b-instruct"] == (
+        "cannot call tools (tool_calling: false in the registry)")
+    assert all(REG.models[m].tool_calling for m in chain(d))
+
+
+def test_tool_calling_comes_from_litellms_map_unless_the_registry_states_it():
+    models = REG.models
+    assert models["gpt-4o-mini-self-heal"].tool_calling is True  # the map says so
+    assert models["llama-3.3-70b-versatile"].tool_calling is True  # stated (the map lacks it)
+    assert models["perplexity-sonar"].tool_calling is False  # neither: not assumed
+    assert models["deepseek-coder-33b-instruct"].tool_calling is False
