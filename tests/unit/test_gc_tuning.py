@@ -32,7 +32,9 @@ def test_freezes_what_is_alive_and_sets_only_the_young_threshold() -> None:
     del garbage
     _, middle, old = gc.get_threshold()
     frozen = tune_for_serving(12_345)
-    assert frozen == gc.get_freeze_count() >= len(kept)
+    # Frozen objects still die when their last reference goes, on any thread (earlier tests'
+    # workers run on), so the count may fall after the return, never rise.
+    assert frozen >= gc.get_freeze_count() >= len(kept)
     assert gc.get_threshold() == (12_345, middle, old)
     assert gone() is None  # garbage is collected before the freeze, not frozen for ever
     assert not any(isinstance(o, Node) for o in gc.get_objects())  # kept: frozen, untracked
