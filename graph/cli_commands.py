@@ -109,7 +109,8 @@ def cmd_select(args: argparse.Namespace) -> int:
     from graph.dry_run import dry_run
 
     ctx = _context(args)
-    result = dry_run(_registry(), _store(), ctx, prompt=args.prompt,
+    registry = _registry()
+    result = dry_run(registry, _store(), ctx, prompt=args.prompt,
                      system_prompt=args.system_prompt, max_tokens=args.max_tokens,
                      top_k=args.top_k)
     d = result.decision
@@ -133,7 +134,8 @@ def cmd_select(args: argparse.Namespace) -> int:
         print(f"  {r.model_id:<{width}}  {_fmt_score(r.score.as_dict())}"
               + (f"   ! {key}" if key else ""))
     print(f"\nexcluded ({len(d.excluded)}):")
-    for model_id, reason in d.excluded.items():
+    outside = registry.outside(ctx.domain, ctx.task_type)  # out of domain or capability: last
+    for model_id, reason in sorted(d.excluded.items(), key=lambda item: item[0] in outside):
         print(f"  {model_id}: {reason}")
     if result.missing_keys:
         print(f"\n! {len(result.missing_keys)} hosted models lack their API key here; "

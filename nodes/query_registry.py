@@ -25,7 +25,8 @@ def query_registry(
     relevant = registry.relevant(ctx.domain, ctx.task_type)
     live = services.store.live({m: registry.models[m].status for m in relevant})
     statuses = live.health
-    mocked = frozenset(m for m in relevant if settings.is_mocked(m))
+    mocked = frozenset(m for m in relevant if settings.is_mocked(m)) if (
+        settings.require_keys and settings.mock_responses) else frozenset()  # only keys need it
     unavailable = unavailable_reasons(
         registry, live.availability, live.at, settings.require_keys, mocked
     )
