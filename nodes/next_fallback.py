@@ -39,14 +39,26 @@ def next_position(
     return None
 
 
-def stop_reason(attempts: Sequence[Attempt]) -> str:
-    """Why an unserved request ended: the last decisive attempt says."""
+def stop_reason(attempts: Sequence[Attempt], deadline_declined: bool = False) -> str:
+    """Why an unserved request ended: the last decisive attempt says, or the deadline that
+    declined its last retry."""
     last = attempts[-1]
     if last["error_class"] in ("deadline", "bad_request"):
         return str(last["error_class"])
     if any(a["error_class"] == "budget" for a in attempts):
         return "budget"
-    return "exhausted"
+    return "deadline" if deadline_declined else "exhausted"
+
+
+def decline_retry(model_id: str, delay: float, past_deadline: bool,
+                  circuit: str) -> str | None:
+    """Why a retry the error class asks for is not made, or None to make it."""
+    if past_deadline:
+        return (f"no retry of {model_id}: its {delay:.2f} s backoff would pass the "
+                f"request's deadline")
+    if circuit != "closed":
+        return f"no retry of {model_id}: its circuit is {circuit.replace('_', '-')}"
+    return None
 
 
 def decide(state: SelectionState, settings: RunSettings,
@@ -54,18 +66,24 @@ def decide(state: SelectionState, settings: RunSettings,
     """The next hop from the last attempt's action, and the backoff to wait before it."""
     last = state["attempts"][-1]
     action = last["action"] or "next"
+    declined, past_deadline = None, False
     if action == "retry" and state["tries"] < settings.max_tries_per_model:
+        model_id = last["model_id"]
         delay = backoff_s(state["tries"], services.rng.uniform)
         deadline = state.get("deadline")
-        if deadline is None or services.clock() + delay < deadline:
-            admission = services.store.with_circuits(lambda c: c.snapshot([last["model_id"]]))
-            if admission[last["model_id"]].state == "closed":
-                return {}, delay
+        past_deadline = deadline is not None and services.clock() + delay >= deadline
+        circuit = "closed" if past_deadline else (
+            services.store.with_circuits(lambda c: c.snapshot([model_id]))[model_id].state)
+        declined = decline_retry(model_id, delay, past_deadline, circuit)
+        if declined is None:
+            return {}, delay
+    noted = {"retry_declined": declined} if declined else {}
     if action != "stop":
         position = next_position(services.registry, state["chain"], state["position"], action)
         if position is not None:
-            return {"position": position, "tries": 0}, 0.0
-    return {"success": False, "stop_reason": stop_reason(state["attempts"])}, 0.0
+            return {"position": position, "tries": 0, **noted}, 0.0
+    return {"success": False, "stop_reason": stop_reason(state["attempts"], past_deadline),
+            **noted}, 0.0
 
 
 def next_fallback(

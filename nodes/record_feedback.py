@@ -19,12 +19,14 @@ CALLED = frozenset({None, "rate_limit", "timeout", "connection", "server_error",
 """Attempt classes that reached a provider (skips for budget, deadline or circuit did not)."""
 
 
-def summarize_error(attempts: list[Attempt]) -> str:
+def summarize_error(attempts: list[Attempt], retry_declined: str | None = None) -> str:
     """One line listing every attempt, for a request that was not served (a provider's
-    multi-line message, a pydantic error say, is folded onto it)."""
+    multi-line message, a pydantic error say, is folded onto it), and why a retry asked
+    for was not made."""
     parts = [f"{a['model_id']}#{a['try_no']}: {a['error_class']} "
              f"({' '.join(str(a['error']).split())})" for a in attempts if not a["ok"]]
-    return f"all {len(parts)} attempts failed: " + "; ".join(parts)
+    declined = f"; {retry_declined}" if retry_declined else ""
+    return f"all {len(parts)} attempts failed: " + "; ".join(parts) + declined
 
 
 def feedback_record(state: SelectionState, now: datetime) -> dict[str, Any]:
@@ -69,7 +71,7 @@ def record_feedback(
     if not state.get("success"):
         result |= {"success": False, "response": None, "model_used": None,
                    "latency_ms": sum(a["latency_ms"] for a in attempts),
-                   "error": summarize_error(attempts)}
+                   "error": summarize_error(attempts, state.get("retry_declined"))}
     record = feedback_record({**state, **result}, now)  # type: ignore[typeddict-item]
     services.feedback.append(record)
     called = [a for a in attempts if a["error_class"] in CALLED]

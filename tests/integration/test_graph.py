@@ -9,7 +9,7 @@ import litellm
 import pytest
 
 from graph.state import RunSettings
-from tests.conftest import PORT_HEALER, QUERY_OPTIMIZER
+from tests.conftest import PORT_HEALER, QUERY_OPTIMIZER, Clock
 
 PROMPT = "Port 8080 is occupied by 'api'. Output only a bash script that frees it."
 NO_DEADLINE = {**PORT_HEALER, "max_latency_ms": None}  # retries must not race a loaded machine
@@ -99,6 +99,28 @@ def test_breaker_opens_at_threshold_and_excludes_the_model(selection, services):
     out = run(selection, {"*": "ok"})
     assert out["excluded"][PRIMARY].startswith("circuit open until")
     assert out["model_used"] == SECOND
+
+
+def test_a_retry_the_circuit_declines_is_named_in_the_error(selection, services):
+    run(selection, {PRIMARY: err(litellm.InternalServerError), "*": "ok"}, context=NO_DEADLINE)
+    out = run(selection, {"*": err(litellm.APIConnectionError)}, context=NO_DEADLINE)
+    assert [a["try_no"] for a in out["attempts"]] == [1, 2, 1, 2, 3, 1, 2, 3]
+    assert out["stop_reason"] == "exhausted"
+    assert out["error"].endswith(f"; no retry of {PRIMARY}: its circuit is open")
+    assert feedback(services)[-1]["error"] == out["error"]
+
+
+def test_a_retry_past_the_deadline_is_declined_and_the_deadline_stops_the_request(
+        selection, services):
+    services.clock = Clock()  # frozen: the deadline is 0.4 s away at every decision
+    services.rng.uniform = lambda lo, hi: hi  # type: ignore[method-assign]  # 0.5 s backoff
+    out = run(selection, {"*": err(litellm.Timeout)}, context={**PORT_HEALER, "max_latency_ms": 400})
+    assert [(a["model_id"], a["try_no"]) for a in out["attempts"]] == [
+        (PRIMARY, 1), (SECOND, 1), (THIRD, 1)]
+    assert services.slept == []  # no backoff slept past the deadline
+    assert out["stop_reason"] == "deadline"
+    assert out["error"].endswith(
+        f"; no retry of {THIRD}: its 0.50 s backoff would pass the request's deadline")
 
 
 def test_context_window_error_skips_to_a_larger_window_without_penalty(selection, services):

@@ -3,7 +3,7 @@
 from graph.registry import load_registry
 from graph.state import RunSettings
 from nodes.call_model import call_params, preflight
-from nodes.next_fallback import backoff_s, next_position, stop_reason
+from nodes.next_fallback import backoff_s, decline_retry, next_position, stop_reason
 from nodes.selection import usd
 
 REG = load_registry()
@@ -51,6 +51,17 @@ def test_the_result_says_which_budget_stopped_the_chain():
     assert stop_reason([{**a, "error_class": "budget"}, {**a, "error_class": "rate_limit"}]) == "budget"
     assert stop_reason([{**a, "error_class": "timeout"}, {**a, "error_class": "deadline"}]) == "deadline"
     assert stop_reason([{**a, "error_class": "timeout"}]) == "exhausted"
+    # the chain spent after a retry the deadline declined: the deadline stopped it
+    assert stop_reason([{**a, "error_class": "timeout"}], deadline_declined=True) == "deadline"
+    assert stop_reason([{**a, "error_class": "budget"}], deadline_declined=True) == "budget"
+
+
+def test_a_declined_retry_says_why():
+    assert decline_retry("m", 0.5, past_deadline=False, circuit="closed") is None
+    assert decline_retry("m", 0.5, past_deadline=True, circuit="closed") == (
+        "no retry of m: its 0.50 s backoff would pass the request's deadline")
+    assert decline_retry("m", 0.5, past_deadline=False, circuit="half_open") == (
+        "no retry of m: its circuit is half-open")
 
 
 def test_backoff_is_exponential_with_full_jitter():
