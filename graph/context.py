@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Domain = Literal["self_heal", "optimize", "modernize"]
 Complexity = Literal["simple", "medium", "complex"]
@@ -41,3 +41,12 @@ class TaskContext(BaseModel):
 
     agent_id: str = ""
     agent_category: str = ""
+
+    @field_validator("max_cost_usd", "max_latency_ms", mode="before")
+    @classmethod
+    def _not_a_bool(cls, value: object) -> object:
+        """pydantic reads True as 1: a $1 budget or a 1 ms deadline nobody meant. Numbers
+        written as strings ("0.01", as LLM-written tool arguments send them) still pass."""
+        if isinstance(value, bool):
+            raise ValueError("must be a number or null, not a bool")
+        return value

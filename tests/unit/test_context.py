@@ -15,12 +15,18 @@ def test_accepts_the_spec_example():
     ("field", "value"),
     [("domain", "cooking"), ("complexity", "huge"), ("priority", "urgent"),
      ("max_cost_usd", -1), ("max_cost_usd", float("inf")), ("max_latency_ms", 0),
-     ("max_latency_ms", 10**20), ("task_type", "Code Fix!")],
+     ("max_latency_ms", 10**20), ("task_type", "Code Fix!"),
+     ("max_cost_usd", True), ("max_latency_ms", True)],  # pydantic alone reads True as 1
 )
 def test_rejects_bad_values_naming_the_field(field, value):
     with pytest.raises(ValidationError) as err:
         TaskContext(**{**PORT_HEALER, field: value})
     assert field in str(err.value)
+
+
+def test_numbers_written_as_strings_still_pass():  # as LLM-written tool arguments send them
+    ctx = TaskContext(**{**PORT_HEALER, "max_cost_usd": "0.02", "max_latency_ms": "1500"})
+    assert (ctx.max_cost_usd, ctx.max_latency_ms) == (0.02, 1500)
 
 
 def test_rejects_unknown_fields_by_name():
