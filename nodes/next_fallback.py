@@ -51,12 +51,13 @@ def stop_reason(attempts: Sequence[Attempt], deadline_declined: bool = False) ->
 
 
 def decline_retry(model_id: str, delay: float, past_deadline: bool,
-                  circuit: str) -> str | None:
-    """Why a retry the error class asks for is not made, or None to make it."""
+                  circuit: str | None) -> str | None:
+    """Why a retry the error class asks for is not made, or None to make it (`circuit` is
+    None when not read: past the deadline it does not matter)."""
     if past_deadline:
         return (f"no retry of {model_id}: its {delay:.2f} s backoff would pass the "
                 f"request's deadline")
-    if circuit != "closed":
+    if circuit not in (None, "closed"):
         return f"no retry of {model_id}: its circuit is {circuit.replace('_', '-')}"
     return None
 
@@ -72,7 +73,7 @@ def decide(state: SelectionState, settings: RunSettings,
         delay = backoff_s(state["tries"], services.rng.uniform)
         deadline = state.get("deadline")
         past_deadline = deadline is not None and services.clock() + delay >= deadline
-        circuit = "closed" if past_deadline else (
+        circuit = None if past_deadline else (
             services.store.with_circuits(lambda c: c.snapshot([model_id]))[model_id].state)
         declined = decline_retry(model_id, delay, past_deadline, circuit)
         if declined is None:
