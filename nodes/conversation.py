@@ -64,7 +64,51 @@ def _checked(item: Any, i: int) -> dict[str, Any]:
     elif not (content is None and item.get("tool_calls")):
         raise BadRequest(f"messages[{i}].content: must be a string or a list of content "
                          "parts (None only beside tool_calls)")
+    _check_shape(item, i)
     return dict(item)
+
+
+USER_PART_TYPES = ("text", "image_url", "input_audio", "audio_url", "document", "guarded_text",
+                   "grounding_source", "query", "video_url", "file")
+"""Content part types LiteLLM accepts in a user message (its `ValidUserMessageContentTypes`,
+copied so the dry run need not import LiteLLM; a test keeps the two equal)."""
+
+
+def _check_shape(item: Mapping[str, Any], i: int) -> None:
+    """Refuse here what would fail at every model in the chain: a message the call path
+    cannot convert would count as each model's failure and open the domain's circuits."""
+    role, content = item["role"], item.get("content")
+    if role == "tool" and not (isinstance(item.get("tool_call_id"), str)
+                               and item["tool_call_id"].strip()):
+        raise BadRequest(f"messages[{i}].tool_call_id: required on a tool message, the id of "
+                         "the tool call it answers")
+    if "name" in item and item["name"] is not None and not isinstance(item["name"], str):
+        raise BadRequest(f"messages[{i}].name: must be a string")
+    calls = item.get("tool_calls")
+    if calls is not None and (role != "assistant" or not isinstance(calls, list)
+                              or not all(isinstance(c, Mapping) for c in calls)):
+        raise BadRequest(f"messages[{i}].tool_calls: a list of tool calls, on an assistant "
+                         "message only")
+    if role == "user" and isinstance(content, list):
+        for j, part in enumerate(content):
+            if isinstance(part, Mapping) and part.get("type") not in USER_PART_TYPES:
+                raise BadRequest(f"messages[{i}].content[{j}].type: must be one of "
+                                 f"{', '.join(USER_PART_TYPES)}")
+    from langchain_core.messages import convert_to_messages
+    from pydantic import ValidationError
+
+    try:  # the conversion each call makes, so what passes here converts there
+        convert_to_messages([item])
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise BadRequest(f"messages[{i}].{where}: {first['msg']}") from None
+    except KeyError as exc:
+        raise BadRequest(f"messages[{i}]: missing {exc}") from None
+    except (ValueError, TypeError, AttributeError, NotImplementedError) as exc:
+        reason = str(exc).splitlines()[0]
+        raise BadRequest(f"messages[{i}]: not a chat message LangChain can convert "
+                         f"({type(exc).__name__}: {reason})") from None
 
 
 def check_tools(tools: Sequence[Any] | None) -> list[dict[str, Any]] | None:

@@ -60,12 +60,20 @@ def test_a_reused_thread_does_not_resend_the_last_requests_history(selection, se
     assert sent[-1] == [{"role": "user", "content": "and port 9090?"}]
 
 
-def test_a_bad_message_fails_before_any_call_naming_it(selection, sent):
-    with pytest.raises(BadRequest, match=r"messages\[1\]\.role"):
-        selection.invoke({"context": PORT_HEALER,
-                          "messages": [HISTORY[0], {"role": "robot", "content": "beep"}]},
-                         context=RunSettings(mock_responses={"*": "ok"}))
+@pytest.mark.parametrize(("bad", "named"), [
+    ({"role": "robot", "content": "beep"}, r"messages\[1\]\.role"),
+    ({"role": "tool", "content": "api 4242"}, r"messages\[1\]\.tool_call_id"),
+    ({"role": "user", "content": [{"type": "weird"}]}, r"messages\[1\]\.content\[0\]\.type"),
+])
+def test_a_bad_message_fails_before_any_call_naming_it(selection, services, sent, bad, named):
+    """Once, such a message failed at every model in turn, opening the domain's circuits."""
+    for _ in range(4):  # more than the domain's failure threshold
+        with pytest.raises(BadRequest, match=named):
+            selection.invoke({"context": PORT_HEALER, "messages": [HISTORY[0], bad]},
+                             context=RunSettings(mock_responses={"*": "ok"}))
     assert sent == []
+    live = services.store.live({m: "alive" for m in services.registry.models})
+    assert {(a.state, a.failures) for a in live.availability.values()} == {("closed", 0)}
 
 
 class Agent(TypedDict, total=False):

@@ -57,9 +57,24 @@ def test_langchain_messages_and_pairs_become_chat_dicts_with_tool_use_kept():
     ("x", [{"role": "assistant", "content": None}], "messages[0].content: must be a string"),
     ("x", [{"role": "user", "content": 7}], "messages[0].content: must be a string"),
     ("x", [42], "messages[0]: not a chat message"),
+    # each of these passed, then failed at every model of the chain, opening their circuits
+    ("x", [{"role": "tool", "content": "api 4242"}], "messages[0].tool_call_id: required"),
+    ("x", [{"role": "tool", "content": "api 4242", "tool_call_id": " "}],
+     "messages[0].tool_call_id: required"),
+    ("x", [{"role": "assistant", "content": None, "tool_calls": "lsof"}],
+     "messages[0].tool_calls: a list of tool calls"),
+    ("x", [{"role": "user", "content": "a", "tool_calls": [CALL]}],
+     "messages[0].tool_calls: a list of tool calls, on an assistant message only"),
+    ("x", [{"role": "assistant", "content": None, "tool_calls": [{"foo": 1}]}],
+     "messages[0]: not a chat message LangChain can convert (TypeError: "),
+    ("x", [{"role": "user", "content": "a", "name": 5}], "messages[0].name: must be a string"),
+    ("x", [{"role": "user", "content": [{"type": "weird"}]}],
+     "messages[0].content[0].type: must be one of text, image_url"),
+    ("x", [{"role": "user", "content": [{"type": "text", "text": "a"}, {"text": "b"}]}],
+     "messages[0].content[1].type: must be one of"),
 ])
 def test_a_bad_request_names_what_is_wrong(prompt, history, named):
-    with pytest.raises(BadRequest, match=named.replace("[", r"\[").replace("]", r"\]")) as err:
+    with pytest.raises(BadRequest, match=re.escape(named)) as err:
         build_messages(prompt, None, history)
     assert "\n" not in str(err.value)
 
@@ -117,3 +132,21 @@ def test_tool_specs_count_toward_the_prompt():
     from graph.tokens import count_tools
 
     assert count_tools(None) == 0 and count_tools([LSOF]) > 10
+
+
+def test_user_part_types_are_the_ones_litellm_accepts():
+    from litellm.types.llms.openai import ValidUserMessageContentTypes
+
+    from nodes.conversation import USER_PART_TYPES
+
+    assert sorted(USER_PART_TYPES) == sorted(ValidUserMessageContentTypes)
+
+
+def test_well_formed_tool_use_in_either_format_still_passes():
+    langchain_call = {"name": "lsof", "args": {"port": 8080}, "id": "call_1"}
+    for call in (CALL, langchain_call):
+        history = [{"role": "user", "content": "port 8080 is busy", "name": "ops"},
+                   {"role": "assistant", "content": None, "tool_calls": [call]},
+                   {"role": "tool", "content": "api 4242", "tool_call_id": "call_1"},
+                   {"role": "user", "content": [{"type": "text", "text": "kill it"}, "now"]}]
+        assert build_messages(None, None, history) == history
