@@ -48,7 +48,9 @@ class RegistryError(ValueError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No inf or NaN anywhere: an infinite price would reach the feedback log as `Infinity`
+    # (not JSON) and a NaN one would pass every budget check.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ModelEntry(_Strict):
