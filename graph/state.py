@@ -10,9 +10,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, TypedDict
+from typing import Annotated, Any
 
-from typing_extensions import NotRequired
+# typing_extensions' TypedDict: pydantic builds Studio's input and output schemas from these
+# classes and refuses typing's on Python < 3.12.
+from typing_extensions import NotRequired, TypedDict
 
 from graph.context import TaskContext
 

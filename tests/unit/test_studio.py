@@ -86,3 +86,12 @@ def test_studio_graph_runs_with_settings_from_the_run_context(studio: ModuleType
     )
     assert out["success"] and out["response"] == "fuser -k 8080/tcp"
     assert out["model_used"] == "llama-3.3-70b-versatile"
+
+
+def test_studio_can_show_the_input_and_output_forms(studio: ModuleType) -> None:
+    """Studio builds its input form and output view from these JSON schemas."""
+    inputs = studio.graph.get_input_jsonschema()
+    assert {"context", "prompt", "messages"} <= set(inputs["properties"])
+    assert "context" in inputs["required"]
+    outputs = studio.graph.get_output_jsonschema()
+    assert {"success", "model_used", "response", "error"} <= set(outputs["properties"])
