@@ -74,8 +74,27 @@ def load_fleet(name: str, data: str | Path | None = None, limit: int | None = No
     train, train_file = ReplayDataset(()), folder / "train.jsonl.gz"
     if warmup != 0 and train_file.exists():
         train = ReplayDataset(ReplayDataset.load(train_file).records[:warmup], str(train_file))
-    return Fleet(name, dataset, load_registry(folder / "model_registry.yaml"),
-                 load_task_contexts(folder / "tasks.yaml"), train)
+    fleet = Fleet(name, dataset, load_registry(folder / "model_registry.yaml"),
+                  load_task_contexts(folder / "tasks.yaml"), train)
+    for split in (fleet.dataset, fleet.train):
+        _check_fits(fleet, split)
+    return fleet
+
+
+def _check_fits(fleet: Fleet, split: ReplayDataset) -> None:
+    """A ValueError, before any request, for data the fleet cannot route: no prompts, a task
+    without a TaskContext, or a model the fleet's registry lacks."""
+    if split is fleet.dataset and not split.records:
+        raise ValueError(f"{split.source}: no prompts to evaluate")
+    served = {e.model.removeprefix("replay/") for e in fleet.registry.models.values()}
+    for record in split.records:
+        if record.task not in fleet.tasks:
+            raise ValueError(f"{split.source}: prompt {record.id!r} has task {record.task!r}, "
+                             f"which {fleet.name}'s tasks.yaml lacks (known: "
+                             f"{', '.join(sorted(fleet.tasks))})")
+        if missing := sorted(set(record.cost_usd) - served):
+            raise ValueError(f"{split.source}: prompt {record.id!r} names models "
+                             f"{fleet.name}'s registry lacks: {', '.join(missing)}")
 
 
 @dataclass

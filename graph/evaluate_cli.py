@@ -13,7 +13,7 @@ from graph.evaluate import (BASELINES, DEFAULT_POLICIES, load_fleet, run_policy,
 from nodes import policies
 
 
-_KNOWN = f"{', '.join(BASELINES)}, model:<id>"
+_KNOWN = f"{', '.join(DEFAULT_POLICIES)}, model:<id>"
 
 
 def _policies(text: str) -> list[str]:
@@ -72,7 +72,7 @@ def _graph(fleet: Any, out: Path) -> Any:
     services = Services(registry=fleet.registry,
                         # replayed prompts carry no time: no rating is older than another
                         store=Store(target.client(), prefix=prefix, rating_half_life_s=0),
-                        feedback=FeedbackLog(out / f"feedback-{fleet.name}.jsonl"))
+                        feedback=FeedbackLog(out / f"feedback-{fleet.name}.jsonl", source="--out"))
     checkpointer = RedisCheckpointer.for_target(target, prefix=prefix + "lg", ttl_s=3600)
     return compile_graph(services, checkpointer), services
 
@@ -89,7 +89,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if name not in BASELINES:
             policies.check(name, fleet.registry)
     out = Path(args.out)
+    if out.exists() and not out.is_dir():  # found now, not after the whole run
+        raise ValueError(f"--out {out}: exists and is not a folder")
     graph, services = _graph(fleet, out)
+    try:
+        services.feedback.check()
+    except OSError as exc:
+        raise ValueError(exc.strerror or str(exc)) from None
     answers = ReplayDataset(fleet.dataset.records + fleet.train.records, fleet.dataset.source)
     provider = install(answers, registry_latencies(fleet.registry), seed=args.seed)
     singles = {m: fleet.dataset.model_outcome(m) for m in fleet.dataset.models}

@@ -32,8 +32,10 @@ class FeedbackLog:
 
     QUEUE_LIMIT = 50_000
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, source: str = "FEEDBACK_LOG_PATH") -> None:
         self.path = Path(path)
+        self.source = source
+        """Where the path was set, named when it cannot be written."""
         self._lock = threading.Lock()
         self._fd: int | None = None
         self._pid = 0
@@ -88,7 +90,7 @@ class FeedbackLog:
             try:
                 self._descriptor()
             except OSError as exc:
-                raise OSError(exc.errno, f"feedback log {self.path} (FEEDBACK_LOG_PATH) "
+                raise OSError(exc.errno, f"feedback log {self.path} ({self.source}) "
                                          f"cannot be written: {exc.strerror or exc}") from None
 
     @property
@@ -126,8 +128,8 @@ class FeedbackLog:
         past QUEUE_LIMIT, the oldest record goes to the error log instead of nowhere."""
         self._drop()
         if len(self._queued) == 1:
-            log.error("feedback log %s (FEEDBACK_LOG_PATH) cannot be written: %s; records "
-                      "are queued in memory until it can", self.path, exc)
+            log.error("feedback log %s (%s) cannot be written: %s; records "
+                      "are queued in memory until it can", self.path, self.source, exc)
             if not self._at_exit:  # a process that ends first tries once more, then logs them
                 atexit.register(self.close)
                 self._at_exit = True

@@ -135,7 +135,7 @@ def test_evaluate_rejects_an_unknown_policy_at_parsing_listing_all(env):
     assert out.returncode == 2
     assert out.stderr.strip() == (
         "model-selector evaluate: error: argument --policies: unknown policy 'bogus' "
-        "(known: random, cheapest, best-single, spec, model:<id>)")
+        "(known: random, cheapest, best-single, spec, learned, learned-quality, model:<id>)")
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -74,6 +74,56 @@ def test_routerbench_needs_its_data(env, tmp_path, capsys):
     assert "routerbench data is not bundled" in capsys.readouterr().err
 
 
+def _replay_file(tmp_path, lines):
+    import gzip
+
+    from graph.replay import fleet_dir
+
+    with gzip.open(fleet_dir("llmrouter") / "test.jsonl.gz", "rt") as bundled:
+        first = json.loads(bundled.readline())
+    path = tmp_path / "data.jsonl"
+    path.write_text("".join(json.dumps({**first, **line}) + "\n" for line in lines))
+    return path
+
+
+@pytest.mark.parametrize(("lines", "message"), [
+    ([], "data.jsonl: no prompts to evaluate"),
+    ([{}, {"id": "p2", "task": "poetry"}],
+     "data.jsonl: prompt 'p2' has task 'poetry', which llmrouter's tasks.yaml lacks (known: "),
+    ([{"cost_usd": {"gpt-9": 0.1}, "scores": {"gpt-9": 1.0}}],
+     "names models llmrouter's registry lacks: gpt-9"),
+])
+def test_data_the_fleet_cannot_route_is_named_before_any_request(env, tmp_path, capsys, lines,
+                                                                  message):
+    data = _replay_file(tmp_path, lines)
+    out = tmp_path / "out"
+    assert main(["evaluate", "--data", str(data), "--warmup", "0", "--out", str(out),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("model-selector: error: ") and message in err
+    assert err.count("\n") == 1 and not out.exists()
+
+
+def test_an_out_that_is_a_file_is_refused_before_the_run(env, tmp_path, capsys):
+    taken = tmp_path / "report"
+    taken.write_text("kept")
+    assert main(["evaluate", "--limit", "5", "--warmup", "0", "--out", str(taken),
+                 "--no-progress"]) == 2
+    assert capsys.readouterr().err == (
+        f"model-selector: error: --out {taken}: exists and is not a folder\n")
+    assert taken.read_text() == "kept"
+
+
+def test_an_out_that_cannot_be_written_is_named_as_out(env, tmp_path, capsys):
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro" / "feedback-llmrouter.jsonl").mkdir()  # a folder where the log goes
+    assert main(["evaluate", "--limit", "5", "--warmup", "0", "--out", str(tmp_path / "ro"),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "feedback-llmrouter.jsonl (--out) cannot be written" in err
+    assert "FEEDBACK_LOG_PATH" not in err
+
+
 @pytest.mark.skipif(not SHARED_DATA.exists(), reason="../shared/data is beside the project only")
 def test_routerbench_single_model_figures_through_the_graph(env, tmp_path, capsys):
     data = SHARED_DATA / "routerbench-0shot-train"
