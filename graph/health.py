@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 
+from graph.circuit import ModelAvailability
 from graph.registry import ModelEntry, Registry
 from graph.store import Store
 
@@ -47,23 +48,36 @@ def _iso(epoch: float | None) -> str | None:
     return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat(timespec="seconds")
 
 
+def circuit_shown(a: ModelAvailability, now: float) -> tuple[str, str]:
+    """The circuit as routing treats it now, and what that means: an open circuit whose
+    timeout has passed (or a probe whose lease ran out) is stored as it was, but the next
+    call is let through as the probe, so it shows as half-open."""
+    if a.state == "open" and a.open_until is not None and now < a.open_until:
+        return "open", f"open until {_iso(a.open_until)}"
+    if a.state == "half_open" and a.probe_until is not None and now < a.probe_until:
+        return "half_open", f"half-open: probe in flight until {_iso(a.probe_until)}"
+    if a.state != "closed":
+        return "half_open", "half-open: the next call is the probe"
+    return "closed", ""
+
+
 def health_report(registry: Registry, store: Store, probe: bool = False) -> list[dict[str, Any]]:
     """One row per model: live health, circuit state, failures, cooldown, unusable mark."""
     if probe:
         probe_all(registry, store)
     live = store.live({m: e.status for m, e in registry.models.items()})
     rows = []
+    now = store.clock()
     for model_id, a in live.availability.items():
-        detail = []
-        if a.state != "closed":
-            detail.append(f"open until {_iso(a.open_until)}")
+        circuit, circuit_detail = circuit_shown(a, now)
+        detail = [circuit_detail] if circuit_detail else []
         if a.failures:
             detail.append(f"{a.failures} consecutive failures")
         if a.cooling_until:
             detail.append(f"cooling down until {_iso(a.cooling_until)}")
         if a.unusable:
             detail.append(f"unusable: {a.unusable.reason}")
-        rows.append({"model_id": model_id, "health": live.health[model_id], "circuit": a.state,
+        rows.append({"model_id": model_id, "health": live.health[model_id], "circuit": circuit,
                      "failures": a.failures, "open_until": _iso(a.open_until),
                      "cooling_until": _iso(a.cooling_until),
                      "unusable": a.unusable.reason if a.unusable else None,

@@ -152,3 +152,31 @@ def test_live_without_redis_reads_the_in_process_state():
     live = store.live({"m": "alive", "n": "alive"})
     assert live.health == {"m": "dead", "n": "alive"}
     assert live.availability["n"].state == "open"
+
+
+def test_the_report_shows_a_circuit_as_routing_treats_it(redis_client, prefix):
+    """An open circuit past its timeout lets the next call through as the probe: the
+    report says half-open, not open (the stored state changes only when a call is admitted)."""
+    from graph.circuit import exclusion_reason
+    from graph.registry import CircuitBreakerPolicy, load_registry
+
+    reg = load_registry()
+    now = [1_000_000.0]
+    store = Store(redis_client, prefix=prefix, clock=lambda: now[0])
+    model = "gpt-4o-mini-self-heal"
+    policy = CircuitBreakerPolicy(failure_threshold=1, timeout_seconds=60)
+    store.with_circuits(lambda c: c.record_failure(model, policy))
+
+    def row() -> dict:
+        return next(r for r in health_report(reg, store) if r["model_id"] == model)
+
+    assert row()["circuit"] == "open"
+    assert row()["detail"].startswith("open until ")
+    now[0] += 61
+    stored = store.live({model: "alive"}).availability[model]
+    assert stored.state == "open" and exclusion_reason(stored, "", now[0]) is None
+    assert row()["circuit"] == "half_open"
+    assert "the next call is the probe" in row()["detail"]
+    assert store.with_circuits(lambda c: c.admit(model)) == "probe"
+    assert row()["circuit"] == "half_open"
+    assert "probe in flight until" in row()["detail"]
