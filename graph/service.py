@@ -279,7 +279,8 @@ def _over(limit: int) -> str:
     return f"request body over {limit} bytes (MAX_REQUEST_BYTES)"
 
 
-_HTTP_ERRORS = {404: "not_found", 405: "method_not_allowed", 413: "request_too_large"}
+_HTTP_ERRORS = {400: "bad_body", 404: "not_found", 405: "method_not_allowed",
+                413: "request_too_large"}
 
 
 def _rating_status(exc: RatingError) -> tuple[int, str]:

@@ -173,6 +173,18 @@ def test_a_conversation_is_sent_whole_and_a_bad_one_is_422_naming_the_message(
         assert "messages[2].role" in bad.json()["message"]
 
 
+@pytest.mark.parametrize(("body", "status", "error"), [
+    (b'{"context": "\xff"}', 400, "bad_body"),  # not UTF-8: FastAPI cannot read it at all
+    (b'{"context": ', 422, "validation_error"),  # UTF-8 but not JSON
+])
+def test_a_body_that_is_not_json_is_refused_in_the_documented_shape(
+        make_client: Callable[..., TestClient], body: bytes, status: int, error: str) -> None:
+    reply = make_client().post("/v1/run", content=body,
+                               headers={"content-type": "application/json"})
+    assert reply.status_code == status, reply.text
+    assert reply.json()["error"] == error and reply.json()["message"], reply.text
+
+
 def test_tools_over_http_chain_tool_callers_and_return_the_calls(
         make_client: Callable[..., TestClient]) -> None:
     lsof = {"type": "function", "function": {"name": "lsof", "parameters": {
