@@ -39,7 +39,7 @@ class Record(BaseModel):
     for but not graded (RouterBench has a few). Every scored model must have a cost.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     id: str = Field(min_length=1)
     prompt: str = Field(min_length=1)
