@@ -103,7 +103,10 @@ def exclusion_reason(availability: ModelAvailability, fingerprint: str, now: flo
 
 
 def _iso(epoch: float) -> str:
-    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (OverflowError, ValueError, OSError):  # past year 9999: a record no bound held
+        return f"epoch {epoch:.0f} s"
 
 
 class Circuits(Protocol):

@@ -45,7 +45,10 @@ def probe_all(registry: Registry, store: Store, timeout_s: float = PROBE_TIMEOUT
 def _iso(epoch: float | None) -> str | None:
     if epoch is None:
         return None
-    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat(timespec="seconds")
+    try:
+        return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat(timespec="seconds")
+    except (OverflowError, ValueError, OSError):  # past year 9999 (see circuit._iso)
+        return f"epoch {epoch:.0f} s"
 
 
 def circuit_shown(a: ModelAvailability, now: float) -> tuple[str, str]:

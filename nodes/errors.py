@@ -6,7 +6,10 @@ import litellm (the dry-run path stays fast) and works for subclasses LiteLLM ad
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Literal
 
 ErrorClass = Literal[
@@ -93,8 +96,15 @@ def _status(exc: BaseException) -> int:
     return code if isinstance(code, int) else 0
 
 
+RETRY_AFTER_BOUNDS_S = (1.0, 3600.0)
+"""A provider's Retry-After is held within these: it sets a cooldown shared by every
+replica, so 0 (or less) still cools the model for a second and a huge value (a buggy or
+hostile header) cannot bench it for years."""
+
+
 def _retry_after(exc: BaseException) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds form), when the provider sent one."""
+    """Seconds from a Retry-After header (delta-seconds or HTTP-date), when the provider
+    sent a readable one, within RETRY_AFTER_BOUNDS_S."""
     for source in (getattr(exc, "litellm_response_headers", None),
                    getattr(getattr(exc, "response", None), "headers", None)):
         if not source:
@@ -103,8 +113,25 @@ def _retry_after(exc: BaseException) -> float | None:
             value = source.get("retry-after") or source.get("Retry-After")
         except AttributeError:
             continue
-        try:
-            return max(0.0, float(value)) if value is not None else None
+        seconds = _seconds(value)
+        if seconds is None:
+            return None
+        low, high = RETRY_AFTER_BOUNDS_S
+        return min(max(seconds, low), high)
+    return None
+
+
+def _seconds(value: object) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        try:  # the HTTP-date form: RFC 9110 allows either
+            when = parsedate_to_datetime(str(value))
         except (TypeError, ValueError):
             return None
-    return None
+        if when.tzinfo is None:
+            return None
+        seconds = when.timestamp() - time.time()
+    return seconds if math.isfinite(seconds) else None

@@ -42,3 +42,26 @@ def test_retry_after_is_honoured_when_given():
     exc = litellm.RateLimitError("r", **KW, response=_resp(429, {"retry-after": "7"}))
     assert classify(exc).retry_after_s == 7.0
     assert classify(litellm.RateLimitError("r", **KW)).retry_after_s is None
+
+
+def _after(value: str) -> float | None:
+    exc = litellm.RateLimitError("r", **KW, response=_resp(429, {"retry-after": value}))
+    return classify(exc).retry_after_s
+
+
+@pytest.mark.parametrize(("value", "seconds"), [
+    ("0", 1.0), ("-5", 1.0),  # cooled for a second: a zero cooldown was a crash
+    ("1e12", 3600.0),  # an hour at most: this one benched a model for 31,000 years
+    ("inf", None), ("nan", None), ("soon", None),  # unreadable: the default cooldown
+    ("Wed, 21 Oct 2015 07:28:00 GMT", 1.0),  # a date in the past
+])
+def test_retry_after_is_held_within_bounds(value, seconds):
+    assert _after(value) == seconds
+
+
+def test_retry_after_as_an_http_date():
+    from email.utils import format_datetime
+    from datetime import datetime, timedelta, timezone
+
+    when = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=120), usegmt=True)
+    assert 100 < _after(when) <= 120
