@@ -56,7 +56,7 @@ def analyze_context(
         "started": now,
         "deadline": now + ctx.max_latency_ms / 1000 if ctx.max_latency_ms else None,
         # without a checkpointer (and none from the caller) the id only names the request
-        "thread_id": str(configurable.get("thread_id") or uuid.uuid4()),  # ratable as a str
+        "thread_id": _thread_id(configurable),
         "position": 0,
         "tries": 0,
         "spent_usd": 0.0,
@@ -74,3 +74,10 @@ def analyze_context(
         update |= {"chain": [], "candidates": [], "excluded": {}, "fallback_triggered": False,
                    "usage": {}}
     return update
+
+
+def _thread_id(configurable: dict[str, Any]) -> str:
+    """The caller's thread id as a string (ratable), as `builder._with_thread` reads it:
+    None or "" is no choice, but 0 is thread "0"."""
+    chosen = configurable.get("thread_id")
+    return str(uuid.uuid4()) if chosen in (None, "") else str(chosen)

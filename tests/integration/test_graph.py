@@ -269,6 +269,18 @@ def test_without_a_checkpointer_each_request_still_has_an_id(services):
     assert {u["request_id"] for u in services.store.usage(PRIMARY)} == set(ids)
 
 
+@pytest.mark.parametrize(("chosen", "named"), [(123, "123"), (0, "0")])
+def test_a_numeric_thread_id_names_the_request_as_a_string(selection, services, chosen, named):
+    """0 was taken for no thread id: the result named a fresh one no checkpoint was under."""
+    out = selection.invoke({"context": PORT_HEALER, "prompt": PROMPT},
+                           {"configurable": {"thread_id": chosen}},
+                           context=RunSettings(mock_responses={"*": "ok"}))
+    assert out["thread_id"] == named
+    assert feedback(services)[-1]["request_id"] == named
+    state = selection.get_state({"configurable": {"thread_id": out["thread_id"]}})
+    assert state.values["model_used"] == PRIMARY
+
+
 async def test_ainvoke_has_the_same_semantics(selection, services):
     request = {"context": NO_DEADLINE, "prompt": PROMPT}
     out = await selection.ainvoke(request, context=RunSettings(
