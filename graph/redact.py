@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 
-from graph.registry import PROVIDER_KEY_ENV
+from graph.registry import KEY_ENVS
 
 # One alternation, so every error text costs a single regex pass. A URL's password is
 # replaced alone (user, host and path stay, so the error still says where it failed); it
@@ -26,8 +26,8 @@ def _known_keys() -> list[str]:
     """Each configured key, and its body without the vendor prefix: a provider or a proxy
     may echo the key without it, where no key shape matches."""
     found: list[str] = []
-    for env in PROVIDER_KEY_ENV.values():
-        value = os.environ.get(env) if env else None
+    for env in tuple(KEY_ENVS):  # a copy: another thread may load a registry meanwhile
+        value = os.environ.get(env)
         if value and len(value) >= 6:
             body = _VENDOR_PREFIX.sub("", value)
             found += [value, body] if body != value and len(body) >= _MIN_BODY else [value]

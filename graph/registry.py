@@ -43,6 +43,11 @@ PROVIDER_KEY_ENV: dict[str, str] = {
 }
 
 
+KEY_ENVS: set[str] = {env for env in PROVIDER_KEY_ENV.values() if env}
+"""Every environment variable a registry built in this process takes keys from (each
+registry adds its `api_key_env` names): graph/redact.py hides their values."""
+
+
 class RegistryError(ValueError):
     """A registry or policy file that cannot be used; the message lists every problem."""
 
@@ -202,6 +207,11 @@ class Registry(_Strict):
     policies_source: str = ""
     """The policies file loaded: with no `FALLBACK_POLICIES_PATH` and none beside a custom
     registry it is the bundled default, which `registry validate` must make visible."""
+
+    @model_validator(mode="after")
+    def _note_key_envs(self) -> Registry:
+        KEY_ENVS.update(m.key_env for m in self.models.values() if m.key_env)
+        return self
 
     def breaker_policy(self, domain: str) -> CircuitBreakerPolicy:
         """The circuit-breaker settings of a domain (defaults when it has no policy)."""

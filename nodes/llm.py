@@ -117,10 +117,21 @@ def _chat_class() -> type:
 
 
 @functools.cache
-def chat_model(model_string: str, api_base: str | None) -> Any:
-    """A ChatLiteLLM per model, reused: construction costs more than the call overhead."""
+def chat_model(model_string: str, api_base: str | None, api_key: str | None = None) -> Any:
+    """A ChatLiteLLM per model, reused: construction costs more than the call overhead.
+
+    `api_key` only for a registry entry that names its key's variable (`api_key_env`);
+    otherwise LiteLLM reads the provider's own. The field is kept out of the model's repr,
+    and so out of LangChain's traces.
+    """
     warm_up()
-    return _chat_class()(model=model_string, api_base=api_base, max_retries=1)
+    return _chat_class()(model=model_string, api_base=api_base, api_key=api_key,
+                         max_retries=1)
+
+
+def _chat_for(model: ModelEntry) -> Any:
+    key = os.environ.get(model.api_key_env) if model.api_key_env else None
+    return chat_model(model.model, model.api_base, key or None)
 
 
 def _kwargs(max_tokens: int, temperature: float, timeout_s: float, mock_response: Any,
@@ -172,7 +183,7 @@ def call(
     `{"content": ..., "tool_calls": [OpenAI tool calls]}` for a reply that calls tools.
     """
     kwargs = _kwargs(max_tokens, temperature, timeout_s, mock_response, tools, tool_choice)
-    chat = chat_model(model.model, model.api_base)
+    chat = _chat_for(model)
     started = time.perf_counter()
     if listening():
         message = chat.invoke(messages, **kwargs)
@@ -194,7 +205,7 @@ async def acall(
 ) -> Reply:
     """The asyncio twin of `call`."""
     kwargs = _kwargs(max_tokens, temperature, timeout_s, mock_response, tools, tool_choice)
-    chat = chat_model(model.model, model.api_base)
+    chat = _chat_for(model)
     started = time.perf_counter()
     if listening():
         message = await chat.ainvoke(messages, **kwargs)

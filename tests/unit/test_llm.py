@@ -72,3 +72,21 @@ async def test_the_async_call_makes_one_attempt_too(monkeypatch):
     reply = await llm.acall(entry("openai/gpt-4o-mini"), [{"role": "user", "content": "hi"}],
                             max_tokens=10, temperature=0.0, timeout_s=5, mock_response="ok")
     assert reply.text == "ok"
+
+
+def test_a_key_variable_the_registry_names_is_sent_with_the_call(monkeypatch):
+    """api_key_env was checked (the model counted as eligible) but never sent: LiteLLM
+    looked for the provider's own variable and every call failed."""
+    monkeypatch.setenv("ACME_GATEWAY_KEY", "acme-key-0123456789")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    calls = []
+    real = litellm.completion
+    monkeypatch.setattr(litellm, "completion", lambda **kw: calls.append(kw) or real(**kw))
+    named = entry("openai/gpt-4o-mini", api_key_env="ACME_GATEWAY_KEY")
+    plain = entry("openai/gpt-4o-mini")
+    for model in (named, plain):
+        llm.call(model, [{"role": "user", "content": "hi"}], max_tokens=10, temperature=0.0,
+                 timeout_s=5, mock_response="ok")
+    assert calls[0]["api_key"] == "acme-key-0123456789"
+    assert calls[1].get("api_key") is None  # LiteLLM reads the provider's own variable
+    assert "acme-key" not in repr(llm.chat_model(named.model, None, "acme-key-0123456789"))

@@ -59,3 +59,16 @@ def test_a_configured_key_is_redacted_whole_and_without_its_vendor_prefix(monkey
     assert redact("mistral said q7Hd92LmXp0aZ4rT") == f"mistral said {R}"
     monkeypatch.setenv("GROQ_API_KEY", "gsk_short12")  # a body under 12 chars stays
     assert redact("id short12 of gsk_short12") == f"id short12 of {R}"
+
+
+def test_a_key_in_a_variable_the_registry_names_is_redacted(monkeypatch):
+    from graph.registry import ModelEntry, Registry
+
+    monkeypatch.setenv("ACME_PLATFORM_SECRET", "plainsecretvalue987654")
+    assert redact("echoed plainsecretvalue987654") == "echoed plainsecretvalue987654"
+    Registry(models={"m": ModelEntry.model_validate({
+        "id": "m", "provider": "acme", "model": "hosted_vllm/acme/coder-7b", "group": "optimize",
+        "capabilities": ["x"], "domains": ["optimize"], "avg_latency_ms": 100,
+        "context_window": 32_000, "input_cost_per_1m": 0.4, "output_cost_per_1m": 1.6,
+        "api_key_env": "ACME_PLATFORM_SECRET"})}, policies={})
+    assert redact("echoed plainsecretvalue987654") == f"echoed {R}"
