@@ -111,9 +111,9 @@ class SelectionState(SelectionOutput, total=False):
     tries: int
     """call_model: calls made on the current model."""
     spent_usd: float
-    retry_declined: str | None
-    """next_fallback: why the last model that asked for a retry did not get one (the backoff
-    would pass the deadline, or its circuit opened meanwhile)."""
+    retry_declined: list[str]
+    """next_fallback: each retry asked for but not made, and why (the backoff would pass
+    the deadline, or the model's circuit opened meanwhile)."""
     usage: dict[str, int]
     """call_model: token usage of the serving call."""
     attempts: Annotated[list[Attempt], log_attempts]  # type: ignore[misc]

@@ -60,7 +60,7 @@ def analyze_context(
         "position": 0,
         "tries": 0,
         "spent_usd": 0.0,
-        "retry_declined": None,
+        "retry_declined": [],
         "attempts": None,
         "success": False,
         "stop_reason": "",

@@ -62,6 +62,13 @@ def decline_retry(model_id: str, delay: float, past_deadline: bool,
     return None
 
 
+def declined_so_far(state: SelectionState) -> list[str]:
+    """The retries this request declined so far (a checkpoint written before they were
+    listed holds one as a string)."""
+    declined = state.get("retry_declined") or []
+    return [declined] if isinstance(declined, str) else list(declined)
+
+
 def decide(state: SelectionState, settings: RunSettings,
            services: Services) -> tuple[dict[str, Any], float]:
     """The next hop from the last attempt's action, and the backoff to wait before it."""
@@ -78,7 +85,7 @@ def decide(state: SelectionState, settings: RunSettings,
         declined = decline_retry(model_id, delay, past_deadline, circuit)
         if declined is None:
             return {}, delay
-    noted = {"retry_declined": declined} if declined else {}
+    noted = {"retry_declined": [*declined_so_far(state), declined]} if declined else {}
     if action != "stop":
         position = next_position(services.registry, state["chain"], state["position"], action)
         if position is not None:

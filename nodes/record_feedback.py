@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -12,6 +13,7 @@ from graph import telemetry as tm
 from graph.services import Services
 from graph.state import Attempt, RunSettings, SelectionState
 from graph.store import Served
+from nodes.next_fallback import declined_so_far
 
 CALLED = frozenset({None, "rate_limit", "timeout", "connection", "server_error",
                     "context_window", "content_policy", "auth", "not_found", "unsupported",
@@ -19,14 +21,13 @@ CALLED = frozenset({None, "rate_limit", "timeout", "connection", "server_error",
 """Attempt classes that reached a provider (skips for budget, deadline or circuit did not)."""
 
 
-def summarize_error(attempts: list[Attempt], retry_declined: str | None = None) -> str:
+def summarize_error(attempts: list[Attempt], retry_declined: Sequence[str] = ()) -> str:
     """One line listing every attempt, for a request that was not served (a provider's
-    multi-line message, a pydantic error say, is folded onto it), and why a retry asked
-    for was not made."""
+    multi-line message, a pydantic error say, is folded onto it), and each retry asked
+    for but not made."""
     parts = [f"{a['model_id']}#{a['try_no']}: {a['error_class']} "
              f"({' '.join(str(a['error']).split())})" for a in attempts if not a["ok"]]
-    declined = f"; {retry_declined}" if retry_declined else ""
-    return f"all {len(parts)} attempts failed: " + "; ".join(parts) + declined
+    return f"all {len(parts)} attempts failed: " + "; ".join([*parts, *retry_declined])
 
 
 def feedback_record(state: SelectionState, now: datetime) -> dict[str, Any]:
@@ -71,7 +72,7 @@ def record_feedback(
     if not state.get("success"):
         result |= {"success": False, "response": None, "model_used": None,
                    "latency_ms": sum(a["latency_ms"] for a in attempts),
-                   "error": summarize_error(attempts, state.get("retry_declined"))}
+                   "error": summarize_error(attempts, declined_so_far(state))}
     record = feedback_record({**state, **result}, now)  # type: ignore[typeddict-item]
     services.feedback.append(record)
     called = [a for a in attempts if a["error_class"] in CALLED]

@@ -136,8 +136,10 @@ def test_a_retry_past_the_deadline_is_declined_and_the_deadline_stops_the_reques
         (PRIMARY, 1), (SECOND, 1), (THIRD, 1)]
     assert services.slept == []  # no backoff slept past the deadline
     assert out["stop_reason"] == "deadline"
-    assert out["error"].endswith(
-        f"; no retry of {THIRD}: its 0.50 s backoff would pass the request's deadline")
+    assert out["error"].endswith("".join(  # each declined retry, not only the last
+        f"; no retry of {m}: its 0.50 s backoff would pass the request's deadline"
+        for m in (PRIMARY, SECOND, THIRD)))
+    assert feedback(services)[-1]["error"] == out["error"]
 
 
 def test_context_window_error_skips_to_a_larger_window_without_penalty(selection, services):
