@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import os
+import socket
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -37,7 +38,8 @@ def warm_up() -> None:
     """Pay litellm's one-off costs now, not inside the first request's deadline.
 
     The import takes seconds, and the first call builds clients and loads more lazily
-    (about 0.6 s); a mocked call does the latter without touching the network.
+    (about 0.6 s); a mocked call and a refused one (`_refused_call`) do the latter without
+    touching the network.
 
     LiteLLM counts a streamed reply's tokens itself when the provider sends no usage
     (mocks, some local servers), and for Llama, DeepSeek, Claude and Cohere names it
@@ -54,9 +56,30 @@ def warm_up() -> None:
         litellm.disable_hf_tokenizer_download = True
     litellm.completion(model="openai/gpt-4o-mini", mock_response="warm",
                        messages=[{"role": "user", "content": "warm up"}])
+    _refused_call(litellm)
     from graph.tokens import count_text
 
     count_text("warm up")  # loads the tokenizer (about 0.4 s)
+
+
+def _refused_call(litellm: Any) -> None:
+    """One real call to a local port that refuses it: the first real call of a process
+    loads what a mocked one skips (LiteLLM's tokenizer, the HTTP client, its error
+    mapping, which imports FastAPI), 0.3-0.45 s that overran the first request's deadline
+    by as much (measured on a local model whose server never answered). No network: the
+    port is ours, bound and not listening. The async path needs nothing more (measured).
+    """
+    from litellm.main import encoding  # noqa: F401  # loaded lazily by real calls only
+
+    with socket.socket() as held:
+        try:
+            held.bind(("127.0.0.1", 0))
+            litellm.completion(
+                model="openai/warm-up", api_key="warm-up", max_retries=0, timeout=2,
+                api_base=f"http://127.0.0.1:{held.getsockname()[1]}/v1",
+                messages=[{"role": "user", "content": "warm up"}])
+        except Exception:  # noqa: BLE001, S110  # refused, as meant (or no loopback: cold)
+            pass
 
 
 _registered: dict[str, dict[str, Any]] = {}

@@ -90,3 +90,42 @@ def test_a_key_variable_the_registry_names_is_sent_with_the_call(monkeypatch):
     assert calls[0]["api_key"] == "acme-key-0123456789"
     assert calls[1].get("api_key") is None  # LiteLLM reads the provider's own variable
     assert "acme-key" not in repr(llm.chat_model(named.model, None, "acme-key-0123456789"))
+
+
+def test_after_warm_up_a_first_real_call_loads_nothing_heavy():
+    """The first real call of a process loaded LiteLLM's tokenizer, the HTTP client and
+    FastAPI (its error mapping imports it) inside the request: 0.3-0.45 s past the
+    deadline. A call to a port that refuses it shows what is still loaded lazily."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import socket, sys
+        from graph.registry import ModelEntry
+        from nodes import llm
+        llm.warm_up()
+        before = set(sys.modules)
+        with socket.socket() as held:
+            held.bind(("127.0.0.1", 0))
+            model = ModelEntry.model_validate({
+                "id": "m", "provider": "acme", "model": "hosted_vllm/acme/coder-7b",
+                "group": "optimize", "capabilities": ["x"], "domains": ["optimize"],
+                "avg_latency_ms": 100, "context_window": 32000, "input_cost_per_1m": 0.4,
+                "output_cost_per_1m": 1.6,
+                "api_base": f"http://127.0.0.1:{held.getsockname()[1]}/v1"})
+            try:
+                llm.call(model, [{"role": "user", "content": "hi"}], max_tokens=5,
+                         temperature=0.0, timeout_s=2)
+            except Exception as exc:
+                print("raised", type(exc).__name__, file=sys.stderr)
+        print("\\n".join(sorted(set(sys.modules) - before)))
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert "raised" in done.stderr  # the call was made, and refused
+    loaded = done.stdout.split()
+    heavy = [m for m in loaded if m.split(".")[0] in ("fastapi", "h2", "tiktoken")
+             or m == "litellm.litellm_core_utils.default_encoding"]
+    assert heavy == [], heavy
+    assert len(loaded) < 10, loaded
