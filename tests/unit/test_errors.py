@@ -60,8 +60,8 @@ def test_retry_after_is_held_within_bounds(value, seconds):
 
 
 def test_retry_after_as_an_http_date():
+    from datetime import UTC, datetime, timedelta
     from email.utils import format_datetime
-    from datetime import datetime, timedelta, timezone
 
-    when = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=120), usegmt=True)
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
     assert 100 < _after(when) <= 120
