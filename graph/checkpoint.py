@@ -23,6 +23,7 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
+import redis
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
@@ -35,7 +36,7 @@ from langgraph.checkpoint.base import (
 from langgraph_checkpoint_plainredis import AsyncRedisSaver, RedisSaver
 
 from graph import checkpoint_lua
-from graph.outage import OUTAGE_ERRORS, Outage
+from graph.outage import Outage, is_outage
 from graph.redis_conn import RedisTarget
 
 log = logging.getLogger(__name__)
@@ -175,7 +176,9 @@ class RedisCheckpointer(BaseCheckpointSaver):
             return fallback
         try:
             result = await call()
-        except OUTAGE_ERRORS as exc:
+        except redis.RedisError as exc:
+            if not is_outage(exc):
+                raise
             self.outage.failed(exc)
             return fallback
         self.outage.answered()

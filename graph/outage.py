@@ -7,6 +7,7 @@ other does not pay a socket timeout to find out again; Redis is retried once per
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -16,7 +17,23 @@ import redis
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-OUTAGE_ERRORS = (redis.ConnectionError, redis.TimeoutError)
+OUTAGE_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOnlyError,
+                 redis.exceptions.OutOfMemoryError)
+"""Redis unreachable, or answering but refusing writes: a replica after a failover
+(READONLY), out of memory under `noeviction` (OOM). Either way the request is served from
+process memory, as in an outage, rather than failed after its model was paid for."""
+
+
+_REFUSED = re.compile(r"(?:^|-)(?:READONLY|OOM|MISCONF) ")
+"""The same refusals as redis-py reports them from inside a Lua script (a plain
+ResponseError, 'Error running script ...: -OOM command not allowed ...'), and MISCONF (a
+server whose last save failed), which it never maps to a class of its own."""
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether Redis is unreachable or refusing writes, rather than refusing this call."""
+    return isinstance(exc, OUTAGE_ERRORS) or (
+        isinstance(exc, redis.ResponseError) and _REFUSED.search(str(exc)) is not None)
 RETRY_INTERVAL_S = 5.0
 """How long Redis is left alone after a failure. A hung Redis costs one socket timeout
 (1 s) per interval, so the interval is several times that."""
@@ -48,6 +65,11 @@ class Outage:
                         "every %.0f s", exc, self.retry_interval_s)
         self._down_until = self.clock() + self.retry_interval_s
 
+    def retry_now(self) -> None:
+        """End the rest: the next call tries Redis (a last flush at shutdown)."""
+        if self._down_until is not None:
+            self._down_until = self.clock()
+
     def answered(self) -> None:
         """Record a successful call."""
         if self._down_until is not None:
@@ -59,7 +81,9 @@ class Outage:
         if not self.resting:
             try:
                 result = call()
-            except OUTAGE_ERRORS as exc:
+            except redis.RedisError as exc:
+                if not is_outage(exc):
+                    raise
                 self.failed(exc)
             else:
                 self.answered()

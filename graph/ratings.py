@@ -95,6 +95,7 @@ def rate(services: Services, request_id: str, quality: float,
     store = services.store
     if not store.rating_window_s:
         raise RatingsOff("ratings are off (RATING_WINDOW_S=0): no request is ratable")
+    store.flush_pending()  # a request served during an outage is ratable once Redis is back
     try:
         credited = store.rate(request_id, quality)
     except redis.RedisError as exc:

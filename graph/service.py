@@ -193,6 +193,7 @@ async def _close(rt: Runtime) -> None:
     do not close it themselves)."""
     if rt.services is not None:
         rt.services.feedback.close()  # writes what a full disk left queued, or logs it
+        rt.services.store.last_flush()  # usage queued in an outage: written, or said lost
         rt.services.store.client.connection_pool.disconnect()
     saver = getattr(rt.graph, "checkpointer", None)
     if saver is not None and getattr(saver, "async_", None) is not None:
@@ -405,17 +406,21 @@ def create_app(
 
     @app.get("/readyz")
     def readyz() -> JSONResponse:
-        """Readiness: the registry is loaded and Redis answers a PING."""
+        """Readiness: the registry is loaded and Redis takes a write (a PING would pass a
+        read-only replica or a server out of memory, where every request's writes fail).
+        Usage queued during an outage is written first."""
         if rt.services is None:
             return JSONResponse({"ready": False, "reason": rt.error or "starting"}, 503)
+        store = rt.services.store
         try:
-            rt.services.store.client.ping()
+            store.check_writable()
         except Exception as exc:  # noqa: BLE001  # any failure is "not ready", with its reason
             reason = redact(f"redis: {type(exc).__name__}: {exc}")
             return JSONResponse({"ready": False, "reason": reason}, 503)
         return JSONResponse({"ready": True, "models": len(rt.services.registry.models),
                              "redis": redis_conn.target().describe(),
-                             "feedback_queued": rt.services.feedback.queued})
+                             "feedback_queued": rt.services.feedback.queued,
+                             "usage_queued": store.flush_pending()})
 
     @app.get("/v1/models")
     def models() -> dict[str, Any]:

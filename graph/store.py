@@ -7,6 +7,7 @@ log already holds every record durably) and are written to Redis when it answers
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import threading
@@ -27,6 +28,12 @@ T = TypeVar("T")
 HEALTH_TTL_S = 60
 """The spec's health cache TTL."""
 USAGE_KEEP = 1000
+PENDING_LIMIT = 50_000
+"""Usage entries (each with its ratable mark) queued while Redis is down, at most; past it
+the oldest are dropped, said in the error log (what an outage of hours would queue)."""
+FLUSH_BATCH = 1000
+"""Queued entries written per Redis call (one transaction): a long backlog is written over
+several calls, a few milliseconds each, rather than in one that stalls the process."""
 """The spec keeps the last 1000 usage entries per model."""
 LOCAL_RATABLE = 100_000
 """Without Redis: how many served requests stay ratable (oldest forgotten first)."""
@@ -78,6 +85,8 @@ class Store:
         """Without Redis: served request id -> (who served, its rating, when), newest last."""
         self._local_tallies: dict[tuple[str, str], dict[str, Credit]] = {}
         self._lock = threading.Lock()
+        self._at_exit = False
+        self._dropped = 0
 
     # ------------------------------------------------------------------ plumbing
     def key(self, kind: str, model_id: str) -> str:
@@ -107,21 +116,56 @@ class Store:
         return self.outage.guard(call, local)
 
     def _flush(self) -> None:
-        """Write usage entries queued during an outage, oldest first."""
+        """Write the oldest usage entries queued during an outage (FLUSH_BATCH of them), in
+        one transaction: a batch Redis refuses part of is written not at all, and sent
+        again whole later, so no entry is written twice."""
         with self._lock:
-            batch = list(self._pending)
-            pipe = self.client.pipeline(transaction=False)
+            batch = [self._pending[i] for i in range(min(FLUSH_BATCH, len(self._pending)))]
+            pipe = self.client.pipeline(transaction=True)
             for model_id, entry, served in batch:
                 self._queue_usage(pipe, model_id, entry, served)
             pipe.execute()
             for _ in batch:
                 self._pending.popleft()
-        log.info("redis back: wrote %d queued usage entries", len(batch))
+            left = len(self._pending)
+        log.info("redis back: wrote %d queued usage entries (%d still queued)", len(batch), left)
 
     def flush_pending(self) -> int:
-        """Try to write queued usage entries now; returns how many are still queued."""
-        self._run(lambda: None, lambda: None)
+        """Try to write every queued usage entry now; returns how many are still queued."""
+        while self._pending and self.online:
+            before = len(self._pending)
+            self._run(lambda: None, lambda: None)
+            if len(self._pending) >= before:
+                break
         return len(self._pending)
+
+    def check_writable(self) -> None:
+        """Raise what Redis raises for a write (readiness); a success ends an outage."""
+        self.client.set(f"{self.prefix}model-selector:ready", "1", ex=60)
+        self.outage.answered()
+
+    def _queue_pending(self, item: tuple[str, str, tuple[str, Served | None] | None]) -> None:
+        """Keep a usage entry for when Redis is back; the first one also arranges a last
+        try at exit, which says what it could not write."""
+        with self._lock:
+            if not self._pending and not self._at_exit:
+                atexit.register(self.last_flush)
+                self._at_exit = True
+            self._pending.append(item)
+            if len(self._pending) > PENDING_LIMIT:
+                model_id, _, served = self._pending.popleft()
+                self._dropped += 1
+                if self._dropped == 1:
+                    log.error("usage queue full (%d entries while Redis is down): dropping "
+                              "the oldest, starting with one of %s%s", PENDING_LIMIT, model_id,
+                              f" (request {served[0]}, no longer ratable)" if served else "")
+
+    def last_flush(self) -> None:
+        """At exit or shutdown: write what is queued, or say what is lost."""
+        self.outage.retry_now()
+        if left := self.flush_pending():
+            log.error("%d usage entries (and the marks that make their requests ratable) "
+                      "were not written: Redis did not answer", left)
 
     @property
     def circuits(self) -> Circuits:
@@ -225,7 +269,7 @@ class Store:
             if served:
                 self._remember_locally(*served)
             return
-        self._run(remote, lambda: self._pending.append((model_id, line, served)))
+        self._run(remote, lambda: self._queue_pending((model_id, line, served)))
 
     def _queue_usage(self, pipe: Any, model_id: str, line: str,
                      served: tuple[str, Served | None] | None) -> None:

@@ -185,3 +185,59 @@ def test_a_hung_redis_does_not_stall_requests_with_the_checkpointer(
     out = runner.run("hung")
     assert out["success"]
     assert runner.records[-1]["elapsed"] < NO_STALL_S, runner.records[-1]["elapsed"]
+
+
+@pytest.mark.parametrize("refusal", ["out of memory", "read-only replica"])
+def test_a_redis_that_refuses_writes_is_an_outage_not_a_failed_request(
+    server: RedisServer, tmp_path: Path, refusal: str
+) -> None:
+    """Redis answering but refusing writes (OOM under noeviction, a replica after a
+    failover) failed each request with a 503 after its model had answered and been paid."""
+    runner = Runner(server, tmp_path)
+    admin = redis.Redis.from_url(server.url)
+    if refusal == "out of memory":
+        admin.config_set("maxmemory-policy", "noeviction")
+        admin.config_set("maxmemory", 1)
+    else:
+        admin.execute_command("REPLICAOF", "127.0.0.1", "1")  # a master that never answers
+    served = [runner.run("refused", None, PORT_HEALER) for _ in range(3)]
+    assert [o["success"] for o in served] == [True] * 3
+    assert not runner.store.online and len(runner.store._pending) == 3
+    with pytest.raises(redis.ResponseError):  # what /readyz reports: not ready
+        runner.store.check_writable()
+
+    admin.config_set("maxmemory", 0)
+    admin.execute_command("REPLICAOF", "NO", "ONE")
+    runner.store.outage.retry_now()
+    assert runner.store.flush_pending() == 0
+    usage = [json.loads(x) for x in admin.lrange(f"{PREFIX}model:usage:{PRIMARY}", 0, -1)]
+    assert sorted(e["request_id"] for e in usage) == ["req-0", "req-1", "req-2"]  # once each
+    from graph.ratings import rate
+
+    assert rate(runner.services, "req-1", 0.5)["model_id"] == PRIMARY
+    admin.close()
+
+
+def test_a_backlog_is_written_in_batches_each_once_and_bounded(
+    server: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch Redis refused part of was sent again whole (entries written twice); the
+    whole backlog went in one call holding the store's lock; the queue had no bound."""
+    import graph.store as store_module
+
+    monkeypatch.setattr(store_module, "FLUSH_BATCH", 10)
+    monkeypatch.setattr(store_module, "PENDING_LIMIT", 45)
+    store = Runner(server, tmp_path, checkpointer=False).store
+    server.stop("shutdown")
+    for i in range(50):
+        store.log_usage(PRIMARY, {"i": i}, (f"req-{i}", None))
+    assert len(store._pending) == 45  # the oldest five dropped, said in the error log
+    server.start()
+    store.outage.retry_now()
+    store.log_usage(PRIMARY, {"i": 50})  # a request's own write: one batch of 10 goes first
+    assert len(store._pending) == 35
+    assert store.flush_pending() == 0
+    admin = redis.Redis.from_url(server.url)
+    written = [json.loads(x)["i"] for x in admin.lrange(f"{PREFIX}model:usage:{PRIMARY}", 0, -1)]
+    admin.close()
+    assert sorted(written) == list(range(5, 51))
