@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from langgraph.runtime import Runtime
@@ -131,8 +132,10 @@ def _tag_call(span: Any, state: SelectionState, model: ModelEntry,
 
 
 def _settle_failure(services: Services, state: SelectionState, model: ModelEntry, span: Any,
-                    exc: Exception, started: float) -> dict[str, Any]:
+                    exc: Exception, started: float, max_tries: int) -> dict[str, Any]:
     failure = classify(exc)
+    if failure.action == "retry" and state["tries"] + 1 >= max_tries:
+        failure = replace(failure, action="next")  # its tries are spent: the action taken
     span.set_attribute(tm.ERROR_TYPE, failure.error_class)
     span.set_attribute(tm.SELECTOR_ACTION, failure.action)
     on_failure(services, state, model, failure)
@@ -154,7 +157,8 @@ def call_model(
     state: SelectionState, runtime: Runtime[RunSettings], *, services: Services
 ) -> dict[str, Any]:
     """Call the current model once; record success or the classified failure."""
-    prepared = _prepare(state, runtime.context or RunSettings(), services)
+    settings = runtime.context or RunSettings()
+    prepared = _prepare(state, settings, services)
     if isinstance(prepared, dict):
         return prepared
     model, kwargs, admission = prepared
@@ -164,7 +168,8 @@ def call_model(
         try:
             reply = llm.call(model, state["messages"], **kwargs)
         except Exception as exc:  # every failure is classified; none is swallowed unseen
-            return _settle_failure(services, state, model, span, exc, started)
+            return _settle_failure(services, state, model, span, exc, started,
+                                   settings.max_tries_per_model)
         return _settle_success(services, state, model, span, reply, admission)
 
 
@@ -176,7 +181,8 @@ async def acall_model(
     The shared-state updates around it stay synchronous: each is one sub-millisecond round
     trip to Redis, and a second, asyncio copy of the outage-tolerant store would double it.
     """
-    prepared = _prepare(state, runtime.context or RunSettings(), services)
+    settings = runtime.context or RunSettings()
+    prepared = _prepare(state, settings, services)
     if isinstance(prepared, dict):
         return prepared
     model, kwargs, admission = prepared
@@ -186,5 +192,6 @@ async def acall_model(
         try:
             reply = await llm.acall(model, state["messages"], **kwargs)
         except Exception as exc:  # every failure is classified; none is swallowed unseen
-            return _settle_failure(services, state, model, span, exc, started)
+            return _settle_failure(services, state, model, span, exc, started,
+                                   settings.max_tries_per_model)
         return _settle_success(services, state, model, span, reply, admission)

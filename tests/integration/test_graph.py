@@ -101,6 +101,8 @@ def test_transient_errors_retry_the_same_model_with_backoff_then_move_on(selecti
     out = run(selection, {PRIMARY: err(litellm.Timeout), "*": "ok"}, context=NO_DEADLINE)
     assert [a["model_id"] for a in out["attempts"]] == [PRIMARY] * 3 + [SECOND]
     assert [a["try_no"] for a in out["attempts"]] == [1, 2, 3, 1]
+    # the action taken: the third timeout moved on (it said "retry", as the first two)
+    assert [a["action"] for a in out["attempts"]] == ["retry", "retry", "next", None]
     assert len(services.slept) == 2  # two backoffs, injected: nothing slept for real
     assert 0 <= services.slept[0] <= 0.5 and 0 <= services.slept[1] <= 1.0
     snap = services.store.circuits.snapshot([PRIMARY])[PRIMARY]
