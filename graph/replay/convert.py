@@ -14,6 +14,7 @@ import bisect
 import csv
 import hashlib
 import json
+import math
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
@@ -181,7 +182,8 @@ class FeedbackSummary:
     lines: int
     records: int
     skipped_no_prompt: int
-    """Request lines without a prompt (logged without FEEDBACK_INCLUDE_PROMPT=1)."""
+    """Request lines without a prompt (logged without FEEDBACK_INCLUDE_PROMPT=1), or
+    without a model (a request no model could try)."""
     skipped_torn: tuple[int, ...] = ()
     """Line numbers that are not JSON: a write cut short (a full disk), whose record the
     log wrote again in full afterwards (graph/feedback.py)."""
@@ -216,15 +218,35 @@ Entry = tuple[str, str, float, float, float | None]
 """One request line with a prompt: prompt, model, score, cost, latency."""
 
 
+def _request_entry(row: dict[str, Any]) -> Entry | None:
+    """A request line as an entry; None without a prompt, or without a model (a request
+    no model could try): nothing to replay."""
+    prompt = row.get("prompt")
+    if not prompt:
+        return None
+    model_id = row["model_id"]  # the log writes it always: null when no model was tried
+    if model_id is None:
+        return None
+    if not isinstance(prompt, str) or not isinstance(model_id, str):
+        raise ValueError("prompt and model_id: must be strings")
+    cost, latency = row.get("cost_usd") or 0.0, row.get("latency_ms")
+    for name, value in (("cost_usd", cost), ("latency_ms", latency)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
+                                  or not 0.0 <= value < math.inf):
+            raise ValueError(f"{name} {value!r}: must be a finite number >= 0")
+    return prompt, model_id, _feedback_score(row), float(cost), latency
+
+
 def from_feedback(path: str | Path) -> tuple[list[Record], FeedbackSummary]:
     """The project's feedback log: lines carrying a prompt become records.
 
     Lines for the same prompt are merged into one record; a model seen several times on
     it gets its mean score, cost and latency. A rating line (`"type": "rating"`) sets the
     score of the served request line with its `request_id` to its `user_feedback`; the
-    last rating of a request wins. Lines without a prompt, ratings of a request not in the log (or
-    logged without a prompt), and torn lines (not JSON) are counted and skipped; a JSON
-    line that is neither a request nor a rating is an error.
+    last rating of a request wins. Lines without a prompt or a model (a request no model
+    could try), ratings of a request not in the log (or logged without a prompt), and torn
+    lines (not JSON) are counted and skipped; a JSON line that is neither a request nor a
+    rating, or one whose fields have the wrong types, is an error naming the line.
     """
     path = Path(path)
     entries: list[Entry] = []
@@ -246,14 +268,16 @@ def from_feedback(path: str | Path) -> tuple[list[Record], FeedbackSummary]:
                 torn.append(number)
                 continue
             try:
+                if not isinstance(row, dict):
+                    raise ValueError(f"expected a JSON object, got {type(row).__name__}")
                 if row.get("type") == "rating":
                     ratings.append((number, *_rating(row)))
                     continue
                 index = None
-                if row.get("prompt"):
+                entry = _request_entry(row)
+                if entry is not None:
                     index = len(entries)
-                    entries.append((row["prompt"], row["model_id"], _feedback_score(row),
-                                    float(row.get("cost_usd") or 0.0), row.get("latency_ms")))
+                    entries.append(entry)
                 else:
                     skipped += 1
                 if row.get("success") and isinstance(row.get("request_id"), str):
@@ -338,7 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             records, summary = from_feedback(args.src[0])
             note = (f"; skipped {summary.skipped_no_prompt} of {summary.lines} lines without a "
-                    f"prompt")
+                    f"prompt or a model")
             if summary.skipped_torn:
                 note += f" and torn lines {', '.join(map(str, summary.skipped_torn))}"
             if summary.ratings:

@@ -325,7 +325,13 @@ def test_feedback_lines_with_a_prompt_become_records(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("line", "reason"),
     [
-        ("[1, 2]", "'list' object has no attribute 'get'"),
+        ("[1, 2]", "expected a JSON object, got list"),
+        ("null", "expected a JSON object, got NoneType"),
+        ('{"prompt": ["p"], "model_id": "m", "success": true}', "must be strings"),
+        ('{"prompt": "p", "model_id": "m", "success": true, "cost_usd": NaN}',
+         "cost_usd nan: must be a finite number >= 0"),
+        ('{"prompt": "p", "model_id": "m", "success": true, "latency_ms": "fast"}',
+         "latency_ms 'fast': must be a finite number >= 0"),
         ('{"prompt": "p", "success": true, "cost_usd": 0}', "missing field 'model_id'"),
         ('{"prompt": "p", "model_id": "m", "quality": 2, "cost_usd": 0}', "outside [0, 1]"),
     ],
@@ -335,6 +341,15 @@ def test_feedback_bad_lines_name_the_line(tmp_path: Path, line: str, reason: str
     path.write_text('{"model_id": "m", "success": true}\n' + line + "\n")
     with pytest.raises(ReplayFormatError, match=rf"fb\.jsonl:2: .*{re.escape(reason)}"):
         from_feedback(path)
+
+
+def test_a_request_no_model_could_try_is_skipped(tmp_path: Path) -> None:
+    """Its record (model_id null) stopped the conversion with a pydantic traceback."""
+    path = tmp_path / "fb.jsonl"
+    path.write_text('{"prompt": "p", "model_id": null, "success": false, "cost_usd": 0}\n'
+                    '{"prompt": "p", "model_id": "m", "success": true, "cost_usd": 0.1}\n')
+    [record], summary = from_feedback(path)
+    assert record.scores == {"m": 1.0} and summary.skipped_no_prompt == 1
 
 
 def test_feedback_torn_lines_are_skipped_and_named(tmp_path: Path) -> None:
@@ -462,7 +477,7 @@ def test_cli_reports_the_ratings_apart_from_the_lines_without_a_prompt(
     out = tmp_path / "fb.jsonl.gz"
     assert main(["feedback", str(write_log(tmp_path / "fb.jsonl", RATED_LOG)), "-o", str(out)]) == 0
     assert capsys.readouterr().out.strip() == (
-        f"wrote 1 records (2 models, 1 tasks) to {out}; skipped 1 of 7 lines without a prompt; "
+        f"wrote 1 records (2 models, 1 tasks) to {out}; skipped 1 of 7 lines without a prompt or a model; "
         "ratings: 4 lines, 1 requests rated, 2 for requests not in the log or logged without "
         "a prompt")
     [record] = read_records(out)
@@ -483,7 +498,7 @@ def test_cli_converts_and_reports(tmp_path: Path, capsys: pytest.CaptureFixture[
     fb = tmp_path / "fb.jsonl"
     fb.write_text('{"model_id": "m", "success": true}\n')
     assert main(["feedback", str(fb), "-o", str(tmp_path / "fb.jsonl.gz")]) == 0
-    assert "skipped 1 of 1 lines without a prompt" in capsys.readouterr().out
+    assert "skipped 1 of 1 lines without a prompt or a model" in capsys.readouterr().out
 
     with pytest.raises(SystemExit):
         main(["llmrouter", str(src), str(src), "-o", str(out)])
