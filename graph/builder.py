@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
+import redis
 from langchain_core.runnables import RunnableConfig
 from langgraph._internal._runnable import RunnableCallable
 from langgraph.checkpoint.base import BaseCheckpointSaver
@@ -179,13 +180,26 @@ class SelectionGraph(CompiledStateGraph):
                **kwargs: Any) -> Iterator[Any]:
         if self.checkpointer not in (None, False, True):
             config = _with_thread(config)
+            self._check_resumable(input, config)
         return super().stream(_request(input, config), config, **kwargs)
 
     def astream(self, input: Any, config: RunnableConfig | None = None,  # noqa: A002, D102
                 **kwargs: Any) -> AsyncIterator[Any]:
         if self.checkpointer not in (None, False, True):
             config = _with_thread(config)
+            self._check_resumable(input, config)
         return super().astream(_request(input, config), config, **kwargs)
+
+    def _check_resumable(self, input: Any, config: RunnableConfig) -> None:  # noqa: A002
+        """A resume (input None) while the checkpoints cannot be read says so: the
+        checkpointer answers "no checkpoint" in an outage, and LangGraph would then report
+        "Received no input for __start__", as if the thread did not exist."""
+        outage = getattr(self.checkpointer, "outage", None)
+        if input is not None or outage is None:
+            return
+        if self.checkpointer.get_tuple(config) is None and outage.down:
+            raise redis.ConnectionError("cannot resume: the checkpoints are in Redis, which "
+                                        "does not answer now; retry when it does")
 
     def invoke(self, input: Any, config: RunnableConfig | None = None,  # noqa: A002, D102
                **kwargs: Any) -> Any:

@@ -241,3 +241,23 @@ def test_a_backlog_is_written_in_batches_each_once_and_bounded(
     written = [json.loads(x)["i"] for x in admin.lrange(f"{PREFIX}model:usage:{PRIMARY}", 0, -1)]
     admin.close()
     assert sorted(written) == list(range(5, 51))
+
+
+def test_resuming_while_redis_is_down_says_so_then_works_when_it_is_back(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    """It raised LangGraph's "Received no input for __start__", as for an unknown thread."""
+    runner = Runner(server, tmp_path)
+    config = {"configurable": {"thread_id": "paused"}}
+    settings = RunSettings(mock_responses={"*": "ok"})
+    no_deadline = {**PORT_HEALER, "max_latency_ms": None}  # the restart may take seconds
+    paused = runner.graph.invoke({"context": no_deadline, "prompt": "p"}, config,
+                                 context=settings, interrupt_before=["call_model"])
+    assert "__interrupt__" in paused or not paused.get("success")
+    server.stop("shutdown")
+    with pytest.raises(redis.ConnectionError, match="cannot resume: the checkpoints are in"):
+        runner.graph.invoke(None, config, context=settings)
+    server.start()
+    runner.store.outage.retry_now()
+    out = runner.graph.invoke(None, config, context=settings)
+    assert out["success"] and out["model_used"] == PRIMARY
