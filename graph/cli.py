@@ -86,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(cmd.dispatch(args) or 0)
     except cmd.UserError as exc:
         print(f"model-selector: error: {exc}", file=sys.stderr)
-        return 2
+        return exc.status
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `| head` closed our stdout: stop quietly, as `cat` would

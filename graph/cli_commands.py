@@ -16,7 +16,12 @@ from graph.registry import Registry, RegistryError, load_registry
 
 
 class UserError(Exception):
-    """Printed as one line; the command exits with status 2."""
+    """Printed as one line; the command exits with `status`: 2 for bad input, 1 when a
+    retry may succeed (Redis did not answer)."""
+
+    def __init__(self, message: str, status: int = 2) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def count(text: str) -> int:
@@ -272,6 +277,6 @@ def dispatch(args: argparse.Namespace) -> int:
         raise UserError(str(exc)) from None
     except redis.RedisError as exc:
         raise UserError(f"redis unavailable: {exc} (set REDIS_URL, or unset it for the "
-                        "embedded server)") from None
+                        "embedded server)", status=1) from None
     except ValueError as exc:
         raise UserError(str(exc)) from None

@@ -192,3 +192,11 @@ def test_health_without_redis_says_it_cannot_show_the_shared_state(env):
     assert out.stderr.strip().endswith("model-selector: redis unavailable: this shows the "
                                        "registry's statuses (and any probe), not the health "
                                        "and circuits the replicas share")
+
+
+def test_registry_init_without_redis_exits_1_as_worth_retrying(env):
+    """It exited 2, the code for bad input, where rate and health exit 1."""
+    out = cli({**env, "REDIS_URL": "redis://127.0.0.1:1/0"}, "registry", "init")
+    assert out.returncode == 1 and out.stdout == ""
+    assert out.stderr.startswith("model-selector: error: redis unavailable: ")
+    assert len(out.stderr.strip().splitlines()) == 1
