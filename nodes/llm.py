@@ -139,7 +139,6 @@ def _chat_class() -> type:
     return OneTryChatLiteLLM
 
 
-@functools.cache
 def chat_model(model_string: str, api_base: str | None, api_key: str | None = None) -> Any:
     """A ChatLiteLLM per model, reused: construction costs more than the call overhead.
 
@@ -147,12 +146,18 @@ def chat_model(model_string: str, api_base: str | None, api_key: str | None = No
     otherwise LiteLLM reads the provider's own. The field is kept out of the model's repr,
     and so out of LangChain's traces.
     """
+    return _cached_chat(model_string, api_base, api_key)  # one cache key however called
+
+
+@functools.cache
+def _cached_chat(model_string: str, api_base: str | None, api_key: str | None) -> Any:
     warm_up()
     return _chat_class()(model=model_string, api_base=api_base, api_key=api_key,
                          max_retries=1)
 
 
-def _chat_for(model: ModelEntry) -> Any:
+def chat_for(model: ModelEntry) -> Any:
+    """The chat model a call to this registry entry goes through (with its key, if named)."""
     key = os.environ.get(model.api_key_env) if model.api_key_env else None
     return chat_model(model.model, model.api_base, key or None)
 
@@ -206,7 +211,7 @@ def call(
     `{"content": ..., "tool_calls": [OpenAI tool calls]}` for a reply that calls tools.
     """
     kwargs = _kwargs(max_tokens, temperature, timeout_s, mock_response, tools, tool_choice)
-    chat = _chat_for(model)
+    chat = chat_for(model)
     started = time.perf_counter()
     if listening():
         message = chat.invoke(messages, **kwargs)
@@ -228,7 +233,7 @@ async def acall(
 ) -> Reply:
     """The asyncio twin of `call`."""
     kwargs = _kwargs(max_tokens, temperature, timeout_s, mock_response, tools, tool_choice)
-    chat = _chat_for(model)
+    chat = chat_for(model)
     started = time.perf_counter()
     if listening():
         message = await chat.ainvoke(messages, **kwargs)

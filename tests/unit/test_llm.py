@@ -90,6 +90,8 @@ def test_a_key_variable_the_registry_names_is_sent_with_the_call(monkeypatch):
     assert calls[0]["api_key"] == "acme-key-0123456789"
     assert calls[1].get("api_key") is None  # LiteLLM reads the provider's own variable
     assert "acme-key" not in repr(llm.chat_model(named.model, None, "acme-key-0123456789"))
+    # one instance per model however it is asked for (the bench sets its delay on it)
+    assert llm.chat_for(plain) is llm.chat_model(plain.model, None)
 
 
 def test_after_warm_up_a_first_real_call_loads_nothing_heavy():
