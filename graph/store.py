@@ -28,13 +28,13 @@ T = TypeVar("T")
 HEALTH_TTL_S = 60
 """The spec's health cache TTL."""
 USAGE_KEEP = 1000
+"""The spec keeps the last 1000 usage entries per model."""
 PENDING_LIMIT = 50_000
 """Usage entries (each with its ratable mark) queued while Redis is down, at most; past it
 the oldest are dropped, said in the error log (what an outage of hours would queue)."""
 FLUSH_BATCH = 1000
 """Queued entries written per Redis call (one transaction): a long backlog is written over
 several calls, a few milliseconds each, rather than in one that stalls the process."""
-"""The spec keeps the last 1000 usage entries per model."""
 LOCAL_RATABLE = 100_000
 """Without Redis: how many served requests stay ratable (oldest forgotten first)."""
 
