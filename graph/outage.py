@@ -24,10 +24,11 @@ OUTAGE_ERRORS = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.Rea
 process memory, as in an outage, rather than failed after its model was paid for."""
 
 
-_REFUSED = re.compile(r"(?:^|-)(?:READONLY|OOM|MISCONF) ")
+_REFUSED = re.compile(r"(?:^|[-\s:])(?:READONLY|OOM|MISCONF) ")
 """The same refusals as redis-py reports them from inside a Lua script (a plain
-ResponseError, 'Error running script ...: -OOM command not allowed ...'), and MISCONF (a
-server whose last save failed), which it never maps to a class of its own."""
+ResponseError, 'Error running script ...: -OOM command not allowed ...') or a pipeline
+('... of pipeline caused error: MISCONF ...'), and MISCONF (a server whose last save
+failed), which it never maps to a class of its own."""
 
 
 def is_outage(exc: BaseException) -> bool:

@@ -52,7 +52,8 @@ def _checked(item: Any, i: int) -> dict[str, Any]:
         except (ValueError, TypeError, NotImplementedError) as exc:
             reason = str(exc).splitlines()[0]  # LangChain adds a troubleshooting link
             raise BadRequest(f"messages[{i}]: not a chat message ({reason})") from None
-    role, content = item.get("role"), item.get("content")
+    item = {**item, "content": item.get("content")}  # OpenAI lets tool calls omit it
+    role, content = item.get("role"), item["content"]
     if role not in ROLES:
         raise BadRequest(f"messages[{i}].role: must be one of {', '.join(ROLES)}")
     if isinstance(content, str):
@@ -65,7 +66,7 @@ def _checked(item: Any, i: int) -> dict[str, Any]:
         raise BadRequest(f"messages[{i}].content: must be a string or a list of content "
                          "parts (None only beside tool_calls)")
     _check_shape(item, i)
-    return dict(item)
+    return item
 
 
 USER_PART_TYPES = ("text", "image_url", "input_audio", "audio_url", "document", "guarded_text",
@@ -89,13 +90,15 @@ def _check_shape(item: Mapping[str, Any], i: int) -> None:
                               or not all(isinstance(c, Mapping) for c in calls)):
         raise BadRequest(f"messages[{i}].tool_calls: a list of tool calls, on an assistant "
                          "message only")
+    from langchain_core.messages import convert_to_messages, is_data_content_block
+    from pydantic import ValidationError
+
     if role == "user" and isinstance(content, list):
         for j, part in enumerate(content):
-            if isinstance(part, Mapping) and part.get("type") not in USER_PART_TYPES:
+            if (isinstance(part, Mapping) and part.get("type") not in USER_PART_TYPES
+                    and not is_data_content_block(dict(part))):  # LangChain converts those
                 raise BadRequest(f"messages[{i}].content[{j}].type: must be one of "
-                                 f"{', '.join(USER_PART_TYPES)}")
-    from langchain_core.messages import convert_to_messages
-    from pydantic import ValidationError
+                                 f"{', '.join(USER_PART_TYPES)}, or a LangChain data block")
 
     try:  # the conversion each call makes, so what passes here converts there
         convert_to_messages([item])

@@ -71,6 +71,8 @@ def _refused_call(litellm: Any) -> None:
     """
     from litellm.main import encoding  # noqa: F401  # loaded lazily by real calls only
 
+    if _proxied("127.0.0.1"):  # the call would go to the proxy: not ours to send there
+        return
     with socket.socket() as held:
         try:
             held.bind(("127.0.0.1", 0))
@@ -80,6 +82,14 @@ def _refused_call(litellm: Any) -> None:
                 messages=[{"role": "user", "content": "warm up"}])
         except Exception:  # noqa: BLE001, S110  # refused, as meant (or no loopback: cold)
             pass
+
+
+def _proxied(host: str) -> bool:
+    """Whether an HTTP client that reads the environment (httpx does) would send a request
+    for `host` through a proxy."""
+    import urllib.request
+
+    return "http" in urllib.request.getproxies() and not urllib.request.proxy_bypass(host)
 
 
 _registered: dict[str, dict[str, Any]] = {}

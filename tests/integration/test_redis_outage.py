@@ -26,7 +26,7 @@ from graph.redis_conn import RedisTarget
 from graph.registry import load_registry
 from graph.services import Services
 from graph.state import RunSettings
-from graph.store import Store
+from graph.store import Served, Store
 from nodes.record_feedback import CALLED
 from tests.bench.drill import RedisServer
 from tests.conftest import DEPENDENCY_UPGRADER, PORT_HEALER, QUERY_OPTIMIZER
@@ -234,13 +234,18 @@ def test_a_backlog_is_written_in_batches_each_once_and_bounded(
     assert len(store._pending) == 45  # the oldest five dropped, said in the error log
     server.start()
     store.outage.retry_now()
-    store.log_usage(PRIMARY, {"i": 50})  # a request's own write: one batch of 10 goes first
-    assert len(store._pending) == 35
+    # a request's own write: one batch of 10 goes first, and the write queues behind the
+    # rest, so a reused id's newer mark is not overwritten by its older one
+    store.log_usage(PRIMARY, {"i": 50}, ("req-49", Served(PRIMARY, "self_heal", "code_fix")))
+    assert len(store._pending) == 36
+    assert store.flush_pending(max_batches=1) == 26
     assert store.flush_pending() == 0
     admin = redis.Redis.from_url(server.url)
     written = [json.loads(x)["i"] for x in admin.lrange(f"{PREFIX}model:usage:{PRIMARY}", 0, -1)]
+    marked = admin.get(f"{PREFIX}model:request:req-49")
     admin.close()
-    assert sorted(written) == list(range(5, 51))
+    assert written == list(range(50, 4, -1))  # newest first, each once, in order
+    assert json.loads(marked)["model_id"] == PRIMARY
 
 
 def test_resuming_while_redis_is_down_says_so_then_works_when_it_is_back(

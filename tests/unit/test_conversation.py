@@ -142,6 +142,18 @@ def test_user_part_types_are_the_ones_litellm_accepts():
     assert sorted(USER_PART_TYPES) == sorted(ValidUserMessageContentTypes)
 
 
+def test_tool_calls_without_content_and_langchain_data_blocks_pass():
+    """Both were refused: OpenAI lets an assistant's tool calls omit `content`, and
+    langchain-litellm converts LangChain's standard data blocks for LiteLLM."""
+    history = [{"role": "user", "content": [{"type": "text", "text": "what is this?"},
+                                            {"type": "image", "url": "https://x/y.png"}]},
+               {"role": "assistant", "tool_calls": [CALL]},
+               {"role": "tool", "content": "api 4242", "tool_call_id": "call_1"}]
+    sent = build_messages(None, None, history)
+    assert sent[1] == {"role": "assistant", "content": None, "tool_calls": [CALL]}
+    assert sent[0] == history[0] and sent[2] == history[2]
+
+
 def test_well_formed_tool_use_in_either_format_still_passes():
     langchain_call = {"name": "lsof", "args": {"port": 8080}, "id": "call_1"}
     for call in (CALL, langchain_call):

@@ -1,6 +1,7 @@
 import httpx
 import litellm
 import pytest
+import redis
 
 from nodes.errors import classify
 
@@ -65,3 +66,23 @@ def test_retry_after_as_an_http_date():
 
     when = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
     assert 100 < _after(when) <= 120
+
+
+@pytest.mark.parametrize(("exc", "outage"), [
+    (redis.ConnectionError("refused"), True),
+    (redis.exceptions.ReadOnlyError("You can't write against a read only replica."), True),
+    (redis.exceptions.OutOfMemoryError("command not allowed when used memory > 'maxmemory'"),
+     True),
+    (redis.ResponseError("Command # 1 (LPUSH k v) of pipeline caused error: MISCONF Redis is "
+                         "configured to save RDB snapshots, but it's currently unable"), True),
+    (redis.ResponseError("Error running script (call to f_4f2d): @user_script:2: "
+                         "-READONLY You can't write against a read only replica."), True),
+    (redis.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"),
+     False),
+    (redis.ResponseError("ERR unknown command 'OOMKILL'"), False),
+])
+def test_what_counts_as_redis_refusing_service(exc, outage):
+    """A refusal in a pipeline (MISCONF) escaped as an error after the model was paid."""
+    from graph.outage import is_outage
+
+    assert is_outage(exc) is outage

@@ -131,3 +131,18 @@ def test_after_warm_up_a_first_real_call_loads_nothing_heavy():
              or m == "litellm.litellm_core_utils.default_encoding"]
     assert heavy == [], heavy
     assert len(loaded) < 10, loaded
+
+
+def test_the_warm_up_call_is_not_sent_through_a_proxy(monkeypatch):
+    """Its refused local call went to an HTTP_PROXY (2.5 s against one that hung)."""
+    for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert not llm._proxied("127.0.0.1")
+    monkeypatch.setenv("HTTP_PROXY", "http://10.0.0.1:3128")
+    assert llm._proxied("127.0.0.1")
+    calls = []
+    monkeypatch.setattr(litellm, "completion", lambda **kw: calls.append(kw))
+    llm._refused_call(litellm)
+    assert calls == []
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    assert not llm._proxied("127.0.0.1")
