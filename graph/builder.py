@@ -187,17 +187,31 @@ class SelectionGraph(CompiledStateGraph):
                 **kwargs: Any) -> AsyncIterator[Any]:
         if self.checkpointer not in (None, False, True):
             config = _with_thread(config)
-            self._check_resumable(input, config)
+            if self._resuming(input):  # checked with an awaited read, not a blocking one
+                return self._astream_resumed(input, config, **kwargs)
         return super().astream(_request(input, config), config, **kwargs)
 
+    async def _astream_resumed(self, input: Any, config: RunnableConfig,  # noqa: A002
+                               **kwargs: Any) -> AsyncIterator[Any]:
+        if await self.checkpointer.aget_tuple(config) is None:
+            self._not_resumable()
+        async for chunk in super().astream(input, config, **kwargs):
+            yield chunk
+
+    def _resuming(self, input: Any) -> bool:  # noqa: A002
+        """A resume (None, or a Command), on a checkpointer that can lose Redis."""
+        return (input is None or isinstance(input, Command)) and \
+            getattr(self.checkpointer, "outage", None) is not None
+
     def _check_resumable(self, input: Any, config: RunnableConfig) -> None:  # noqa: A002
-        """A resume (input None) while the checkpoints cannot be read says so: the
-        checkpointer answers "no checkpoint" in an outage, and LangGraph would then report
-        "Received no input for __start__", as if the thread did not exist."""
-        outage = getattr(self.checkpointer, "outage", None)
-        if input is not None or outage is None:
-            return
-        if self.checkpointer.get_tuple(config) is None and outage.down:
+        """A resume while the checkpoints cannot be read says so: the checkpointer answers
+        "no checkpoint" in an outage, and LangGraph would then report "Received no input
+        for __start__", as if the thread did not exist."""
+        if self._resuming(input) and self.checkpointer.get_tuple(config) is None:
+            self._not_resumable()
+
+    def _not_resumable(self) -> None:
+        if self.checkpointer.outage.down:
             raise redis.ConnectionError("cannot resume: the checkpoints are in Redis, which "
                                         "does not answer now; retry when it does")
 

@@ -266,3 +266,22 @@ def test_resuming_while_redis_is_down_says_so_then_works_when_it_is_back(
     runner.store.outage.retry_now()
     out = runner.graph.invoke(None, config, context=settings)
     assert out["success"] and out["model_used"] == PRIMARY
+
+
+async def test_an_async_resume_while_redis_is_down_says_so_too(
+    server: RedisServer, tmp_path: Path
+) -> None:
+    """The same on `ainvoke`, where the check awaits its read rather than block the loop."""
+    runner = Runner(server, tmp_path)
+    config = {"configurable": {"thread_id": "paused-async"}}
+    settings = RunSettings(mock_responses={"*": "ok"})
+    no_deadline = {**PORT_HEALER, "max_latency_ms": None}
+    await runner.graph.ainvoke({"context": no_deadline, "prompt": "p"}, config,
+                               context=settings, interrupt_before=["call_model"])
+    server.stop("shutdown")
+    with pytest.raises(redis.ConnectionError, match="cannot resume: the checkpoints are in"):
+        await runner.graph.ainvoke(None, config, context=settings)
+    server.start()
+    runner.store.outage.retry_now()
+    out = await runner.graph.ainvoke(None, config, context=settings)
+    assert out["success"] and out["model_used"] == PRIMARY
