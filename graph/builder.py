@@ -22,7 +22,7 @@ from graph.context import TaskContext
 from graph.services import Services
 from graph.state import RunSettings, SelectionInput, SelectionOutput, SelectionState
 from nodes import llm
-from nodes.analyze_context import analyze_context
+from nodes.analyze_context import analyze_context, chosen_thread_id
 from nodes.call_model import acall_model, call_model
 from nodes.conversation import BadRequest, check_tools
 from nodes.next_fallback import anext_fallback, next_fallback, route_after_call, route_after_fallback
@@ -106,11 +106,10 @@ def _routed(sync: Callable[..., dict[str, Any]], asyn: Callable[..., Awaitable[d
 
 
 def _with_thread(config: RunnableConfig | None) -> RunnableConfig:
-    """A fresh thread id unless the caller chose one; "" or None (`os.environ.get(...)`
-    unset) is no choice: it would pile unrelated requests on one thread."""
+    """A fresh thread id unless the caller chose one (`chosen_thread_id`)."""
     config = dict(config or {})
     configurable = dict(config.get("configurable") or {})
-    if configurable.get("thread_id") in (None, ""):
+    if chosen_thread_id(configurable) is None:
         configurable["thread_id"] = str(uuid.uuid4())
         configurable[NEW_THREAD] = True  # nothing to read back: the checkpointer skips it
     config["configurable"] = configurable

@@ -85,6 +85,18 @@ class ModelAvailability:
 AVAILABLE = ModelAvailability()
 
 
+def circuit_now(a: ModelAvailability,
+                now: float) -> Literal["closed", "open", "probing", "probe_due"]:
+    """The circuit as routing treats it at `now`. The stored state changes only when a
+    call is admitted, so an open circuit past its timeout (or a half-open one whose probe
+    lease ran out) is still stored as it was: `probe_due`, the next call is the probe."""
+    if a.state == "open" and a.open_until is not None and now < a.open_until:
+        return "open"
+    if a.state == "half_open" and a.probe_until is not None and now < a.probe_until:
+        return "probing"
+    return "closed" if a.state == "closed" else "probe_due"
+
+
 def exclusion_reason(availability: ModelAvailability, fingerprint: str, now: float) -> str | None:
     """Why the selection step must skip this model now, or None if it may be chosen.
 
@@ -93,9 +105,10 @@ def exclusion_reason(availability: ModelAvailability, fingerprint: str, now: flo
     a = availability
     if a.unusable is not None and a.unusable.fingerprint == fingerprint:
         return f"unusable: {a.unusable.reason}"
-    if a.state == "open" and a.open_until is not None and now < a.open_until:
+    circuit = circuit_now(a, now)
+    if circuit == "open":
         return f"circuit open until {_iso(a.open_until)}"
-    if a.state == "half_open" and a.probe_until is not None and now < a.probe_until:
+    if circuit == "probing":
         return f"circuit half-open, probe in flight until {_iso(a.probe_until)}"
     if a.cooling_until is not None and now < a.cooling_until:
         return f"cooling down (rate limited) until {_iso(a.cooling_until)}"

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Any
 
-from graph.circuit import ModelAvailability
+from graph.circuit import ModelAvailability, circuit_now
 from graph.registry import ModelEntry, Registry
 from graph.store import Store
 
@@ -52,14 +52,13 @@ def _iso(epoch: float | None) -> str | None:
 
 
 def circuit_shown(a: ModelAvailability, now: float) -> tuple[str, str]:
-    """The circuit as routing treats it now, and what that means: an open circuit whose
-    timeout has passed (or a probe whose lease ran out) is stored as it was, but the next
-    call is let through as the probe, so it shows as half-open."""
-    if a.state == "open" and a.open_until is not None and now < a.open_until:
+    """The circuit as routing treats it now (`circuit_now`), and what that means."""
+    circuit = circuit_now(a, now)
+    if circuit == "open":
         return "open", f"open until {_iso(a.open_until)}"
-    if a.state == "half_open" and a.probe_until is not None and now < a.probe_until:
+    if circuit == "probing":
         return "half_open", f"half-open: probe in flight until {_iso(a.probe_until)}"
-    if a.state != "closed":
+    if circuit == "probe_due":
         return "half_open", "half-open: the next call is the probe"
     return "closed", ""
 

@@ -35,6 +35,8 @@ def is_outage(exc: BaseException) -> bool:
     """Whether Redis is unreachable or refusing writes, rather than refusing this call."""
     return isinstance(exc, OUTAGE_ERRORS) or (
         isinstance(exc, redis.ResponseError) and _REFUSED.search(str(exc)) is not None)
+
+
 RETRY_INTERVAL_S = 5.0
 """How long Redis is left alone after a failure. A hung Redis costs one socket timeout
 (1 s) per interval, so the interval is several times that."""

@@ -8,6 +8,7 @@ log already holds every record durably) and are written to Redis when it answers
 from __future__ import annotations
 
 import atexit
+import itertools
 import json
 import logging
 import threading
@@ -122,7 +123,7 @@ class Store:
         all and sent again whole later, so it is not written twice. (A reply lost after
         Redis ran it would be; Redis offers no idempotent LPUSH to rule that out.)"""
         with self._lock:
-            batch = [self._pending[i] for i in range(min(FLUSH_BATCH, len(self._pending)))]
+            batch = list(itertools.islice(self._pending, FLUSH_BATCH))
             pipe = self.client.pipeline(transaction=True)
             for model_id, entry, served in batch:
                 self._queue_usage(pipe, model_id, entry, served)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from langchain_core.runnables import RunnableConfig
@@ -56,7 +57,7 @@ def analyze_context(
         "started": now,
         "deadline": now + ctx.max_latency_ms / 1000 if ctx.max_latency_ms else None,
         # without a checkpointer (and none from the caller) the id only names the request
-        "thread_id": _thread_id(configurable),
+        "thread_id": chosen_thread_id(configurable) or str(uuid.uuid4()),  # ratable: a str
         "position": 0,
         "tries": 0,
         "spent_usd": 0.0,
@@ -76,8 +77,9 @@ def analyze_context(
     return update
 
 
-def _thread_id(configurable: dict[str, Any]) -> str:
-    """The caller's thread id as a string (ratable), as `builder._with_thread` reads it:
-    None or "" is no choice, but 0 is thread "0"."""
+def chosen_thread_id(configurable: Mapping[str, Any]) -> str | None:
+    """The thread id the caller chose, as a string; None for no choice: None or ""
+    (`os.environ.get(...)` unset) would pile unrelated requests on one thread, while 0 is
+    thread "0"."""
     chosen = configurable.get("thread_id")
-    return str(uuid.uuid4()) if chosen in (None, "") else str(chosen)
+    return None if chosen in (None, "") else str(chosen)
