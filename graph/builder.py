@@ -190,19 +190,19 @@ class SelectionGraph(CompiledStateGraph):
                 return self._astream_resumed(input, config, **kwargs)
         return super().astream(_request(input, config), config, **kwargs)
 
-    async def _astream_resumed(self, input: Any, config: RunnableConfig,  # noqa: A002
+    async def _astream_resumed(self, input: Any, config: RunnableConfig,
                                **kwargs: Any) -> AsyncIterator[Any]:
         if await self.checkpointer.aget_tuple(config) is None:
             self._not_resumable()
         async for chunk in super().astream(input, config, **kwargs):
             yield chunk
 
-    def _resuming(self, input: Any) -> bool:  # noqa: A002
+    def _resuming(self, input: Any) -> bool:
         """A resume (None, or a Command), on a checkpointer that can lose Redis."""
         return (input is None or isinstance(input, Command)) and \
             getattr(self.checkpointer, "outage", None) is not None
 
-    def _check_resumable(self, input: Any, config: RunnableConfig) -> None:  # noqa: A002
+    def _check_resumable(self, input: Any, config: RunnableConfig) -> None:
         """A resume while the checkpoints cannot be read says so: the checkpointer answers
         "no checkpoint" in an outage, and LangGraph would then report "Received no input
         for __start__", as if the thread did not exist."""
