@@ -174,6 +174,7 @@ class RedisCheckpointer(BaseCheckpointSaver):
     async def _aguard(self, call: Callable[[], Awaitable[T]], fallback: T) -> T:
         if self.outage.resting:
             return fallback
+        started = self.outage.clock()
         try:
             result = await call()
         except redis.RedisError as exc:
@@ -181,7 +182,7 @@ class RedisCheckpointer(BaseCheckpointSaver):
                 raise
             self.outage.failed(exc)
             return fallback
-        self.outage.answered()
+        self.outage.answered(started)
         return result
 
     # ------------------------------------------------------------------ sync

@@ -50,6 +50,7 @@ class Outage:
         self.retry_interval_s = retry_interval_s
         self.clock = clock
         self._down_until: float | None = None
+        self._failed_at: float | None = None
 
     @property
     def resting(self) -> bool:
@@ -66,22 +67,29 @@ class Outage:
         if self._down_until is None:
             log.warning("redis unavailable (%s): serving from process memory, retrying "
                         "every %.0f s", exc, self.retry_interval_s)
-        self._down_until = self.clock() + self.retry_interval_s
+        self._failed_at = self.clock()
+        self._down_until = self._failed_at + self.retry_interval_s
 
     def retry_now(self) -> None:
         """End the rest: the next call tries Redis (a last flush at shutdown)."""
         if self._down_until is not None:
             self._down_until = self.clock()
 
-    def answered(self) -> None:
-        """Record a successful call."""
-        if self._down_until is not None:
-            log.info("redis answers again")
+    def answered(self, started: float | None = None) -> None:
+        """Record a successful call (begun at `started`, by this clock). A call begun
+        before the last failure, on another thread or task, ends no outage: its answer is
+        older news than the failure."""
+        if self._down_until is None:
+            return
+        if started is not None and self._failed_at is not None and started < self._failed_at:
+            return
+        log.info("redis answers again")
         self._down_until = None
 
     def guard(self, call: Callable[[], T], fallback: Callable[[], T]) -> T:
         """`call()` unless Redis is resting or fails now; else `fallback()`."""
         if not self.resting:
+            started = self.clock()
             try:
                 result = call()
             except redis.RedisError as exc:
@@ -89,6 +97,6 @@ class Outage:
                     raise
                 self.failed(exc)
             else:
-                self.answered()
+                self.answered(started)
                 return result
         return fallback()

@@ -53,10 +53,21 @@ class Attempt(TypedDict):
 
 def log_attempts(existing: list[Attempt] | None, new: list[Attempt] | None) -> list[Attempt]:
     """Reducer of the attempt log: appends; None (sent by analyze_context) starts afresh,
-    so a thread id reused for a new request does not inherit the old request's attempts."""
+    so a thread id reused for a new request does not inherit the old request's attempts.
+
+    A record of the last attempt again (same model and try) replaces it: next_fallback
+    amends the action of a retry it declines, so the log says what was done.
+    """
     if new is None:
         return []
-    return [*(existing or []), *new]
+    log = list(existing or [])
+    for record in new:
+        last = log[-1] if log else None
+        if last and (last["model_id"], last["try_no"]) == (record["model_id"], record["try_no"]):
+            log[-1] = record
+        else:
+            log.append(record)
+    return log
 
 
 class SelectionOutput(TypedDict, total=False):

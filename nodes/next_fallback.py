@@ -85,7 +85,8 @@ def decide(state: SelectionState, settings: RunSettings,
         declined = decline_retry(model_id, delay, past_deadline, circuit)
         if declined is None:
             return {}, delay
-    noted = {"retry_declined": [*declined_so_far(state), declined]} if declined else {}
+    noted = {"retry_declined": [*declined_so_far(state), declined],
+             "attempts": [{**last, "action": "next"}]} if declined else {}
     if action != "stop":
         position = next_position(services.registry, state["chain"], state["position"], action)
         if position is not None:

@@ -132,6 +132,8 @@ def test_a_retry_the_circuit_declines_is_named_in_the_error(selection, services)
     assert [a["try_no"] for a in out["attempts"]] == [1, 2, 1, 2, 3, 1, 2, 3]
     assert out["stop_reason"] == "exhausted"
     assert out["error"].endswith(f"; no retry of {PRIMARY}: its circuit is open")
+    # the attempt says what was done: the declined retry is amended to "next", not logged twice
+    assert [a["action"] for a in out["attempts"][:2]] == ["retry", "next"]
     assert feedback(services)[-1]["error"] == out["error"]
 
 
@@ -143,6 +145,7 @@ def test_a_retry_past_the_deadline_is_declined_and_the_deadline_stops_the_reques
     assert [(a["model_id"], a["try_no"]) for a in out["attempts"]] == [
         (PRIMARY, 1), (SECOND, 1), (THIRD, 1)]
     assert services.slept == []  # no backoff slept past the deadline
+    assert [a["action"] for a in out["attempts"]] == ["next"] * 3
     assert out["stop_reason"] == "deadline"
     assert out["error"].endswith("".join(  # each declined retry, not only the last
         f"; no retry of {m}: its 0.50 s backoff would pass the request's deadline"

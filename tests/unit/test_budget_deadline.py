@@ -1,8 +1,8 @@
 """Budgets and deadlines hold across the whole chain (pure pre-flight checks)."""
 
 from graph.registry import load_registry
-from graph.state import RunSettings
-from nodes.call_model import call_params, preflight
+from graph.state import RunSettings, log_attempts
+from nodes.call_model import attempt, call_params, preflight
 from nodes.next_fallback import backoff_s, decline_retry, next_position, stop_reason
 from nodes.selection import usd
 
@@ -62,6 +62,16 @@ def test_a_declined_retry_says_why():
         "no retry of m: its 0.50 s backoff would pass the request's deadline")
     assert decline_retry("m", 0.5, past_deadline=False, circuit="half_open") == (
         "no retry of m: its circuit is half-open")
+
+
+def test_the_attempt_log_appends_and_a_record_of_the_last_attempt_amends_it():
+    first = attempt("m", 1, error_class="timeout", action="retry")
+    log = log_attempts(None, [first])
+    assert log_attempts(log, [{**first, "action": "next"}]) == [{**first, "action": "next"}]
+    second = attempt("m", 2, error_class="timeout", action="retry")
+    other = attempt("n", 1, error_class="timeout", action="retry")
+    assert log_attempts(log, [second, other]) == [first, second, other]
+    assert log_attempts(log, None) == []  # a new request on the thread starts afresh
 
 
 def test_backoff_is_exponential_with_full_jitter():

@@ -86,3 +86,27 @@ def test_what_counts_as_redis_refusing_service(exc, outage):
     from graph.outage import is_outage
 
     assert is_outage(exc) is outage
+
+
+def test_an_answer_to_a_call_begun_before_a_failure_ends_no_outage(caplog):
+    """Under concurrency, an in-flight call that succeeded after another one failed reset
+    the outage, so every later failure warned again and Redis was not left alone."""
+    from graph.outage import Outage
+
+    now = [100.0]
+    outage = Outage(retry_interval_s=5.0, clock=lambda: now[0])
+
+    def slow_call_meanwhile_another_fails():
+        now[0] += 0.5
+        outage.failed(redis.ConnectionError("refused"))  # another thread, mid-call
+        return "ok"
+
+    with caplog.at_level("INFO", logger="graph.outage"):
+        assert outage.guard(slow_call_meanwhile_another_fails, lambda: "local") == "ok"
+        assert outage.down and outage.resting
+        assert outage.guard(lambda: "remote", lambda: "local") == "local"
+        now[0] += 5.0  # the rest is over: a call begun now that answers ends the outage
+        assert outage.guard(lambda: "remote", lambda: "local") == "remote"
+    assert not outage.down
+    assert [r.getMessage().split(" (")[0] for r in caplog.records] == [
+        "redis unavailable", "redis answers again"]
