@@ -148,6 +148,20 @@ def cmd_select(args: argparse.Namespace) -> int:
     return 0
 
 
+def _services_with_log() -> Any:
+    """Services from the environment, once their feedback log is known to be writable: a
+    short-lived command would otherwise leave its record only on stderr (a rating only in
+    Redis), so a log it cannot write is bad configuration, said before any call."""
+    from graph.services import Services
+
+    services = Services.from_env()
+    try:
+        services.feedback.check()
+    except OSError as exc:
+        raise UserError(exc.strerror or str(exc)) from None
+    return services
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     """Select, call and fall back through the graph; print the answer and what it cost."""
     from nodes import policies
@@ -158,8 +172,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from graph import telemetry
 
     telemetry.setup_telemetry()  # first: a bad setting fails before the graph is built
-    from graph import selection_graph
+    from graph.builder import default_graph
     from graph.state import RunSettings
+
+    services = _services_with_log()
 
     settings = RunSettings(
         timeout_s=args.timeout_s, max_tokens=args.max_tokens, top_k=args.top_k,
@@ -169,7 +185,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     request = {"context": _context(args), "prompt": args.prompt,
                "system_prompt": args.system_prompt}
-    out = selection_graph.invoke(request, context=settings)
+    out = default_graph(services).invoke(request, context=settings)
     if args.json:
         emit(out)
         return 0 if out["success"] else 1
@@ -187,10 +203,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_rate(args: argparse.Namespace) -> int:
     """Rate a served request: credit its model in Redis, append the record to the log."""
     from graph.ratings import rate
-    from graph.services import Services
 
+    services = _services_with_log()
     try:
-        record = rate(Services.from_env(), args.request_id, args.quality, args.comment)
+        record = rate(services, args.request_id, args.quality, args.comment)
     except redis.RedisError as exc:  # nothing recorded: worth retrying, not bad input
         print(f"model-selector: {exc}", file=sys.stderr)
         return 1

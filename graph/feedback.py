@@ -5,12 +5,13 @@ from __future__ import annotations
 import atexit
 import contextlib
 import errno
+import fcntl
 import json
 import logging
 import os
 import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ class FeedbackLog:
 
     Each record is written with a single `write` on an `O_APPEND` descriptor, so lines from
     concurrent writers never interleave, and it is flushed to the OS before returning.
+    Writes hold a shared `flock`, the check for a torn last line an exclusive one, so a
+    process opening the log never takes another's write in progress for a torn line.
 
     A log that cannot be written (full disk, lost permission, a bad `FEEDBACK_LOG_PATH`)
     never fails the request whose model has already answered and been paid for: its
@@ -41,6 +44,8 @@ class FeedbackLog:
         self._pid = 0
         self._queued: deque[bytes] = deque()
         self._at_exit = False
+        self._said = False
+        """Whether the log's failure was said (once per failure, until a write succeeds)."""
         self._inode: tuple[int, int] = (0, 0)
 
     def _descriptor(self) -> int:
@@ -60,9 +65,10 @@ class FeedbackLog:
         except PermissionError:  # a write-only log: appended to without the check
             fd, readable = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT), False
         try:
-            opened = os.fstat(fd)
-            if readable and opened.st_size and os.pread(fd, 1, opened.st_size - 1) != b"\n":
-                os.write(fd, b"\n")
+            with _flocked(fd, fcntl.LOCK_EX):
+                opened = os.fstat(fd)
+                if readable and opened.st_size and os.pread(fd, 1, opened.st_size - 1) != b"\n":
+                    os.write(fd, b"\n")
         except OSError:
             os.close(fd)
             raise
@@ -109,7 +115,9 @@ class FeedbackLog:
         """One write of every queued line; on failure they stay queued. Under the lock."""
         batch = self._queued[0] if len(self._queued) == 1 else b"".join(self._queued)
         try:
-            written = os.write(self._descriptor(), batch)
+            fd = self._descriptor()
+            with _flocked(fd, fcntl.LOCK_SH):
+                written = os.write(fd, batch)
             if written != len(batch):  # a full disk: keep what did not land whole
                 while self._queued and len(self._queued[0]) <= written:
                     written -= len(self._queued.popleft())
@@ -121,13 +129,15 @@ class FeedbackLog:
             log.warning("feedback log %s writable again: wrote %d queued records",
                         self.path, len(self._queued))
         self._queued.clear()
+        self._said = False
         return True
 
     def _failed(self, exc: OSError) -> None:
         """Drop the descriptor (the next try reopens and ends any torn line); say it once;
         past QUEUE_LIMIT, the oldest record goes to the error log instead of nowhere."""
         self._drop()
-        if len(self._queued) == 1:
+        if not self._said:
+            self._said = True
             log.error("feedback log %s (%s) cannot be written: %s; records "
                       "are queued in memory until it can", self.path, self.source, exc)
             if not self._at_exit:  # a process that ends first tries once more, then logs them
@@ -147,3 +157,19 @@ class FeedbackLog:
                               self.path, line.decode().rstrip())
                 self._queued.clear()
             self._drop()
+
+
+@contextlib.contextmanager
+def _flocked(fd: int, kind: int) -> Iterator[None]:
+    """Hold an advisory lock on the log (a filesystem without locks: none; the write is
+    still one `O_APPEND` write)."""
+    try:
+        fcntl.flock(fd, kind)
+        locked = True
+    except OSError:
+        locked = False
+    try:
+        yield
+    finally:
+        if locked:
+            fcntl.flock(fd, fcntl.LOCK_UN)

@@ -1,21 +1,22 @@
-"""`model-selector run` with a feedback log it cannot write: the answer, and the record."""
+"""`model-selector run` and `rate` with a feedback log they cannot write."""
 
 from __future__ import annotations
 
-import json
+import pytest
 
 from tests.integration.test_cli import cli, env  # noqa: F401  # env is a fixture
-
-RUN = ["run", "--task-type", "code_fix", "--domain", "self_heal", "--complexity", "simple",
-       "--priority", "critical", "--prompt", "free port 8080", "--mock-response", "fuser -k"]
+from tests.integration.test_cli_rate import RUN
 
 
-def test_an_unwritable_log_still_prints_the_answer_and_logs_the_record(env, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("command", [["rate", "some-id", "0.5"], RUN])
+def test_a_feedback_log_it_cannot_write_is_said_before_anything_is_recorded(
+        env, redis_client, prefix, tmp_path, command):  # noqa: F811
+    """A rating reached Redis and the request its model, while their log lines went only
+    to stderr, and the command exited 0."""
     (tmp_path / "logs").write_text("a file where the log's folder should be")
-    out = cli({**env, "FEEDBACK_LOG_PATH": str(tmp_path / "logs" / "fb.jsonl")}, *RUN)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "fuser -k"
-    assert "(FEEDBACK_LOG_PATH) cannot be written" in out.stderr
-    [record] = [json.loads(line.split(".jsonl: ", 1)[1]) for line in out.stderr.splitlines()
-                if line.startswith("feedback record not written to ")]
-    assert record["success"] is True and record["task_type"] == "code_fix"
+    out = cli({**env, "FEEDBACK_LOG_PATH": str(tmp_path / "logs" / "fb.jsonl")}, *command)
+    assert out.returncode == 2 and out.stdout == ""
+    assert out.stderr.startswith(f"model-selector: error: feedback log {tmp_path}/logs/fb.jsonl "
+                                 "(FEEDBACK_LOG_PATH) cannot be written: ")
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert list(redis_client.scan_iter(f"{prefix}*")) == []

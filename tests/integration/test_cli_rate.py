@@ -116,8 +116,7 @@ def test_rate_an_unknown_request_is_one_line_exit_2_records_nothing(env,  # noqa
         "model-selector: error: request 'no-such-request' is not ratable: no served request "
         "has that id in the last 604800 s (RATING_WINDOW_S)")
     assert len(out.stderr.strip().splitlines()) == 1
-    with pytest.raises(FileNotFoundError):
-        log_lines(env)
+    assert log_lines(env) == []  # opened (found writable) first; nothing written
     assert list(redis_client.scan_iter(f"{prefix}*")) == []
 
 
@@ -134,8 +133,7 @@ def test_rate_without_redis_is_one_line_exit_1(env):  # noqa: F811
     assert out.stderr.startswith(
         "model-selector: Redis did not answer; the rating was not recorded: ")
     assert len(out.stderr.strip().splitlines()) == 1
-    with pytest.raises(FileNotFoundError):
-        log_lines(env)
+    assert log_lines(env) == []
 
 
 def test_rate_never_imports_litellm_or_langgraph(env, redis_client, prefix):  # noqa: F811

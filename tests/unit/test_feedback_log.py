@@ -86,3 +86,36 @@ def test_a_rotated_or_deleted_log_is_reopened_at_its_path(tmp_path):
     path.unlink()
     log.append({"n": 2})
     assert _lines(path) == ['{"n":2}']
+
+
+def test_a_write_in_progress_elsewhere_is_not_taken_for_a_torn_line(tmp_path):
+    """A process opening the log while another's large record was half written ended the
+    'torn' line, and the record, once complete, was followed by a blank line."""
+    import fcntl
+    import threading
+
+    path = tmp_path / "fb.jsonl"
+    other = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    fcntl.flock(other, fcntl.LOCK_SH)  # another writer, mid-write
+    os.write(other, b'{"n":0,"big":"')
+    opener = threading.Thread(target=FeedbackLog(path).append, args=({"n": 1},))
+    opener.start()
+    opener.join(0.2)
+    assert opener.is_alive()  # waits for the write in progress
+    os.write(other, b'..."}\n')
+    fcntl.flock(other, fcntl.LOCK_UN)
+    os.close(other)
+    opener.join(5)
+    assert _lines(path) == ['{"n":0,"big":"..."}', '{"n":1}']
+
+
+def test_a_log_that_still_cannot_be_written_at_close_is_said_once(tmp_path, caplog):
+    (tmp_path / "logs").write_text("not a folder")
+    log = FeedbackLog(tmp_path / "logs" / "fb.jsonl")
+    with caplog.at_level(logging.ERROR, logger="graph.feedback"):
+        log.append({"n": 0})
+        log.close()  # the process's exit: one more try, then the record itself
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 2 and "cannot be written" in messages[0]
+    assert messages[1].endswith('not written to ' + str(tmp_path / "logs" / "fb.jsonl")
+                                + ': {"n":0}')
