@@ -57,7 +57,10 @@ def _checked(item: Any, i: int) -> dict[str, Any]:
     if role not in ROLES:
         raise BadRequest(f"messages[{i}].role: must be one of {', '.join(ROLES)}")
     if isinstance(content, str):
-        if not content.strip() and not item.get("tool_calls"):
+        # a tool may return nothing, and a model may answer "" (agent loops send both back);
+        # LiteLLM fills empty turns in for providers that refuse them. A blank user or
+        # system turn is a caller's slip.
+        if not content.strip() and role in ("user", "system"):
             raise BadRequest(f"messages[{i}].content: empty")
     elif isinstance(content, list):
         if not content:

@@ -115,3 +115,23 @@ def test_the_feedback_record_keeps_the_conversation_only_when_asked(selection, s
     assert "messages" not in plain and "prompt" not in plain
     assert kept["prompt"] == "the api"
     assert kept["messages"] == [*HISTORY, {"role": "user", "content": "the api"}]
+
+
+def test_an_empty_tool_result_and_the_graphs_own_empty_answer_go_back_as_history(selection,
+                                                                                 sent):
+    """Both were refused as `content: empty`, stopping an agent loop whose tool printed
+    nothing, or which sent back an empty answer the graph itself had served."""
+    settings = RunSettings(mock_responses={"*": ""})
+    first = selection.invoke({"context": PORT_HEALER, "prompt": "free port 8080"},
+                             context=settings)
+    assert first["success"] and first["response"] == ""
+    history = [HumanMessage("free port 8080"), AIMessage(first["response"]),
+               HumanMessage("run lsof"),
+               AIMessage("", tool_calls=[{"name": "lsof", "args": {}, "id": "call_1"}]),
+               {"role": "tool", "content": "", "tool_call_id": "call_1"}]
+    out = selection.invoke({"context": PORT_HEALER, "messages": history},
+                           context=RunSettings(mock_responses={"*": "nothing holds it"}))
+    assert out["success"] and out["response"] == "nothing holds it"
+    assert [(m["role"], m["content"] or "") for m in sent[-1]] == [
+        ("user", "free port 8080"), ("assistant", ""), ("user", "run lsof"),
+        ("assistant", ""), ("tool", "")]

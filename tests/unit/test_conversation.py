@@ -154,6 +154,17 @@ def test_tool_calls_without_content_and_langchain_data_blocks_pass():
     assert sent[0] == history[0] and sent[2] == history[2]
 
 
+@pytest.mark.parametrize("turn", [
+    {"role": "tool", "content": "", "tool_call_id": "call_1"},  # a command that printed nothing
+    ToolMessage("", tool_call_id="call_1"),
+    {"role": "assistant", "content": ""},  # an empty answer, sent back by an agent loop
+    AIMessage(""),
+])
+def test_an_empty_tool_result_or_answer_passes(turn):
+    sent = build_messages("go on", None, [{"role": "user", "content": "free port 8080"}, turn])
+    assert sent[1]["content"] == "" and sent[2] == {"role": "user", "content": "go on"}
+
+
 def test_well_formed_tool_use_in_either_format_still_passes():
     langchain_call = {"name": "lsof", "args": {"port": 8080}, "id": "call_1"}
     for call in (CALL, langchain_call):
