@@ -129,8 +129,11 @@ def _request(request: Any, config: RunnableConfig | None) -> Any:
     LangGraph would drop it, so `system_promt` would silently send no system prompt. Not
     as a parent's subgraph node, which is handed the parent's whole state.
     """
+    if request is None or isinstance(request, Command):
+        return request  # a resume from the checkpoint
     if not isinstance(request, Mapping):
-        return request  # None (resume from the checkpoint) or a Command
+        raise BadRequest(f"request: must be a dict ({', '.join(sorted(_REQUEST_KEYS))}), "
+                         f"not {type(request).__name__}")
     unknown = request.keys() - _REQUEST_KEYS
     embedded = ((config or {}).get("configurable") or {}).get("checkpoint_ns")  # a parent's
     if unknown and not embedded:
@@ -143,6 +146,20 @@ def _request(request: Any, config: RunnableConfig | None) -> Any:
     if isinstance(request.get("context"), TaskContext):
         request["context"] = request["context"].model_dump(mode="json")
     return request
+
+
+def _check_context(context: Any) -> None:
+    """`context=` of a run is its RunSettings (or a dict of their fields, which LangGraph
+    turns into one); anything else failed in the first node as an AttributeError."""
+    if context is None or isinstance(context, RunSettings):
+        return
+    if not isinstance(context, Mapping):
+        raise TypeError(f"context: must be a RunSettings (or a dict of its fields), "
+                        f"not {type(context).__name__}")
+    unknown = context.keys() - RunSettings.__dataclass_fields__.keys()
+    if unknown:
+        raise TypeError(f"context: unknown RunSettings field(s) "
+                        f"{', '.join(sorted(map(str, unknown)))}")
 
 
 def _default_output(kwargs: Mapping[str, Any]) -> bool:
@@ -177,6 +194,7 @@ class SelectionGraph(CompiledStateGraph):
 
     def stream(self, input: Any, config: RunnableConfig | None = None,  # noqa: A002, D102
                **kwargs: Any) -> Iterator[Any]:
+        _check_context(kwargs.get("context"))
         if self.checkpointer not in (None, False, True):
             config = _with_thread(config)
             self._check_resumable(input, config)
@@ -184,6 +202,7 @@ class SelectionGraph(CompiledStateGraph):
 
     def astream(self, input: Any, config: RunnableConfig | None = None,  # noqa: A002, D102
                 **kwargs: Any) -> AsyncIterator[Any]:
+        _check_context(kwargs.get("context"))
         if self.checkpointer not in (None, False, True):
             config = _with_thread(config)
             if self._resuming(input):  # checked with an awaited read, not a blocking one

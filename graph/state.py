@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Annotated, Any
 
 # typing_extensions' TypedDict: pydantic builds Studio's input and output schemas from these
@@ -181,9 +181,12 @@ class RunSettings:
         if not isinstance(mocks, Mapping):
             raise ValueError(f"mock_responses: must be a mapping of model id (or '*') to a "
                              f"mock response, not {type(mocks).__name__}")
-        for model_id in mocks:
+        for model_id, mock in mocks.items():
             if not isinstance(model_id, str):
                 raise ValueError(f"mock_responses[{model_id!r}]: keys are model ids or '*'")
+            problem = _mock_problem(mock)
+            if problem:
+                raise ValueError(f"mock_responses[{model_id!r}]={mock!r}: {problem}")
 
     def is_mocked(self, model_id: str) -> bool:
         """Whether calls to this model are answered by a mock (so it needs no API key)."""
@@ -198,6 +201,23 @@ class RunSettings:
         if not self.mock_responses:
             return None
         return self.mock_responses.get(model_id, self.mock_responses.get("*"))
+
+
+def _mock_problem(mock: object) -> str | None:
+    """Why a mock is not one LiteLLM can answer with, or None. A wrong one failed at every
+    model of the chain as an unclassified error, which counts against their circuits."""
+    if mock is None or isinstance(mock, str | BaseException):
+        return None
+    if isinstance(mock, type) and issubclass(mock, BaseException):
+        return "an exception instance (LiteLLM raises it), not the class"
+    if isinstance(mock, Mapping):
+        extra = set(mock) - {"content", "tool_calls"}
+        return f"a reply mapping has content and tool_calls only, not {sorted(extra)}" \
+            if extra else None
+    if any(cls.__name__ == "ModelResponse" for cls in type(mock).__mro__):  # LiteLLM's own
+        return None
+    return ("must be text, an exception instance, a mapping with content and tool_calls, "
+            "or a LiteLLM ModelResponse")
 
 
 def _is_number(value: object) -> bool:
@@ -216,3 +236,20 @@ def _unraised_copy(exc: BaseException) -> BaseException:
     clone = type(exc).__new__(type(exc), *exc.args)
     clone.__dict__.update(exc.__dict__)
     return clone
+
+
+_SETTING_NAMES = frozenset(f.name for f in fields(RunSettings))
+
+DEFAULT_SETTINGS = RunSettings()
+
+
+def settings_of(context: object) -> RunSettings:
+    """A node's run settings from its runtime context: `context=` of the run, or the
+    defaults when none was given, or when the context is a parent graph's own (this graph
+    embedded in one with a `context_schema` of its own); a dict of RunSettings fields, as
+    a parent without a schema passes it on, is read as RunSettings."""
+    if isinstance(context, RunSettings):
+        return context
+    if isinstance(context, Mapping) and context and context.keys() <= _SETTING_NAMES:
+        return RunSettings(**context)
+    return DEFAULT_SETTINGS

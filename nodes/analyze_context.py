@@ -12,7 +12,7 @@ from langgraph.runtime import Runtime
 from graph.checkpoint import NEW_THREAD
 from graph.context import TaskContext
 from graph.services import Services
-from graph.state import RunSettings, SelectionState
+from graph.state import RunSettings, SelectionState, settings_of
 from graph.tokens import count_messages, count_tools
 from nodes import policies
 from nodes.conversation import BadRequest, build_messages, check_tool_choice, check_tools
@@ -34,7 +34,7 @@ def analyze_context(
 
     The input's `messages` (a conversation so far) is replaced by the whole conversation
     sent: system prompt, history, prompt; its `tools` by the OpenAI tool specs sent."""
-    settings = runtime.context or RunSettings()
+    settings = settings_of(runtime.context)
     ctx = parse_context(state.get("context"))
     messages = build_messages(state.get("prompt"), state.get("system_prompt"),
                               state.get("messages"))
@@ -44,6 +44,10 @@ def analyze_context(
         policies.check(settings.policy, services.registry)
     except ValueError as exc:
         raise BadRequest(f"policy: {exc}") from None
+    unknown = (settings.mock_responses or {}).keys() - services.registry.models.keys() - {"*"}
+    if unknown:  # a misspelt id would leave its model called for real
+        raise BadRequest(f"mock_responses: no model {', '.join(sorted(unknown))} in the "
+                         "registry")
     now = services.clock()
     configurable = config.get("configurable", {})
     update = {

@@ -11,7 +11,7 @@ from graph import telemetry as tm
 from graph.redact import redact
 from graph.registry import ModelEntry
 from graph.services import Services
-from graph.state import Attempt, RunSettings, SelectionState
+from graph.state import Attempt, RunSettings, SelectionState, settings_of
 from nodes import llm
 from nodes.availability import fingerprint
 from nodes.errors import Failure, classify
@@ -157,7 +157,7 @@ def call_model(
     state: SelectionState, runtime: Runtime[RunSettings], *, services: Services
 ) -> dict[str, Any]:
     """Call the current model once; record success or the classified failure."""
-    settings = runtime.context or RunSettings()
+    settings = settings_of(runtime.context)
     prepared = _prepare(state, settings, services)
     if isinstance(prepared, dict):
         return prepared
@@ -181,7 +181,7 @@ async def acall_model(
     The shared-state updates around it stay synchronous: each is one sub-millisecond round
     trip to Redis, and a second, asyncio copy of the outage-tolerant store would double it.
     """
-    settings = runtime.context or RunSettings()
+    settings = settings_of(runtime.context)
     prepared = _prepare(state, settings, services)
     if isinstance(prepared, dict):
         return prepared

@@ -9,7 +9,7 @@ from langgraph.runtime import Runtime
 
 from graph.registry import ModelEntry, Registry
 from graph.services import Services
-from graph.state import Attempt, RunSettings, SelectionState
+from graph.state import Attempt, RunSettings, SelectionState, settings_of
 
 BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 8.0
@@ -99,7 +99,7 @@ def next_fallback(
     state: SelectionState, runtime: Runtime[RunSettings], *, services: Services
 ) -> dict[str, Any]:
     """Retry (after a backoff), move along the chain, or end the request."""
-    update, delay = decide(state, runtime.context or RunSettings(), services)
+    update, delay = decide(state, settings_of(runtime.context), services)
     if delay:
         services.sleep(delay)
     return update
@@ -109,7 +109,7 @@ async def anext_fallback(
     state: SelectionState, runtime: Runtime[RunSettings], *, services: Services
 ) -> dict[str, Any]:
     """`next_fallback` for `ainvoke`: the backoff is awaited, never blocking the loop."""
-    update, delay = decide(state, runtime.context or RunSettings(), services)
+    update, delay = decide(state, settings_of(runtime.context), services)
     if delay:
         await services.asleep(delay)
     return update

@@ -8,7 +8,7 @@ from langgraph.runtime import Runtime
 
 from graph.context import TaskContext
 from graph.services import Services
-from graph.state import RunSettings, SelectionState
+from graph.state import RunSettings, SelectionState, settings_of
 from nodes.availability import unavailable_reasons
 from nodes.record_feedback import record_rejection
 from nodes.selection import Limits, NoEligibleModel, filter_models
@@ -19,7 +19,7 @@ def query_registry(
 ) -> dict[str, Any]:
     """Filter the registry by live health, circuits, keys, locality, tool calling, window
     and budget."""
-    settings = runtime.context or RunSettings()
+    settings = settings_of(runtime.context)
     registry = services.registry
     ctx = TaskContext.model_validate(state["task"])
     relevant = registry.relevant(ctx.domain, ctx.task_type)

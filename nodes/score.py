@@ -9,7 +9,7 @@ from langgraph.runtime import Runtime
 from graph import telemetry as tm
 from graph.context import TaskContext
 from graph.services import Services
-from graph.state import RunSettings, SelectionState
+from graph.state import RunSettings, SelectionState, settings_of
 from nodes.conversation import text_of
 from nodes.policies import RATED, Given, resolve
 from nodes.selection import Filtered, Ranked, rank
@@ -24,7 +24,7 @@ def score(
     state: SelectionState, runtime: Runtime[RunSettings], *, services: Services
 ) -> dict[str, Any]:
     """Order the chain: best scores first, topped up from the domain's fallback policy."""
-    settings = runtime.context or RunSettings()
+    settings = settings_of(runtime.context)
     ctx = TaskContext.model_validate(state["task"])
     filtered = Filtered(
         eligible=state["eligible"],

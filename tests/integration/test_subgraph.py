@@ -146,3 +146,57 @@ def test_a_misspelt_request_key_is_refused_naming_it(selection):
     with pytest.raises(BadRequest, match="unknown request key.*system_promt"):
         selection.invoke({"context": PORT_HEALER, "prompt": "x", "system_promt": "be brief"},
                          context=RunSettings(mock_responses={"*": "ok"}))
+
+
+@pytest.mark.parametrize(("request_", "context", "error", "message"), [
+    ([1], None, "BadRequest", r"^request: must be a dict \(context, messages, prompt, .*not list"),
+    ({"context": PORT_HEALER, "prompt": "x"}, "cheap", "TypeError",
+     r"^context: must be a RunSettings \(or a dict of its fields\), not str"),
+    ({"context": PORT_HEALER, "prompt": "x"}, {"top_k": 2, "topk": 1}, "TypeError",
+     r"^context: unknown RunSettings field\(s\) topk"),
+    ({"context": PORT_HEALER, "prompt": "x"}, RunSettings(mock_responses={"llama-3.3": "ok"}),
+     "BadRequest", r"^mock_responses: no model llama-3.3 in the registry"),
+])
+def test_a_bad_request_or_context_is_refused_naming_it(selection, request_, context, error,
+                                                       message):
+    """Each failed as LangGraph's InvalidUpdateError or an AttributeError in the first node;
+    a misspelt mock id left its model called for real."""
+    with pytest.raises(Exception, match=message) as raised:
+        selection.invoke(request_, context=context)
+    assert type(raised.value).__name__ == error
+
+
+def test_a_parent_with_a_context_of_its_own_runs_it_on_default_settings(services,
+                                                                       monkeypatch):
+    """The parent's own context reached the nodes, which failed reading `.policy` from it."""
+    from dataclasses import dataclass
+
+    import litellm
+
+    calls = []
+    real = litellm.completion
+
+    def answered(*args, **kwargs):  # the real call path, answered by LiteLLM's mock
+        calls.append(kwargs)
+        return real(*args, **{**kwargs, "mock_response": "ok"})
+
+    monkeypatch.setattr(litellm, "completion", answered)
+
+    @dataclass
+    class AgentContext:
+        user_id: str = "u1"
+
+    child = compile_graph(services, checkpointer=None)
+    builder = StateGraph(AgentState, context_schema=AgentContext)
+    builder.add_node("select_and_call", child)
+    builder.add_edge(START, "select_and_call")
+    builder.add_edge("select_and_call", END)
+    out = builder.compile().invoke({"context": PORT_HEALER, "prompt": "x"},
+                                   context=AgentContext())
+    assert out["response"] == "ok"
+    assert (calls[-1]["max_tokens"], calls[-1]["temperature"]) == (4096, 0.1)  # the defaults
+    # a parent without a schema passes a dict on: one of our settings' fields is read as ours
+    out = parent_graph(child).invoke({"context": PORT_HEALER, "prompt": "x"},
+                                     {"configurable": {"thread_id": uuid.uuid4().hex}},
+                                     context={"max_tokens": 64})
+    assert out["response"] == "ok" and calls[-1]["max_tokens"] == 64

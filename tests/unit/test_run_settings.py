@@ -33,11 +33,28 @@ def test_rejects_values_the_service_would_reject_naming_field_and_rule(field, va
 @pytest.mark.parametrize(("mocks", "rule"), [
     ("hello", r"^mock_responses: must be a mapping"),
     ({1: "x"}, r"^mock_responses\[1\]: keys are model ids or '\*'"),
+    # each of these failed at every model as an unclassified error, opening their circuits
+    ({"*": 5}, r"^mock_responses\['\*'\]=5: must be text, an exception instance"),
+    ({"*": TimeoutError}, r"=<class 'TimeoutError'>: an exception instance .*, not the class"),
+    ({"m": {"text": "hi"}}, r"content and tool_calls only, not \['text'\]"),
 ])
 def test_mock_responses_must_map_models_to_mocks(mocks, rule):
     with pytest.raises(ValueError, match=rule):
         RunSettings(mock_responses=mocks)
     assert RunSettings(mock_responses={"*": ""}).mock_for("any") == ""  # empty text is a mock
+    RunSettings(mock_responses={"a": TimeoutError("t"), "b": {"content": "", "tool_calls": []},
+                                "c": None, "d": "litellm.RateLimitError"})
+
+
+def test_a_node_reads_its_settings_from_the_context_or_takes_the_defaults():
+    from graph.state import DEFAULT_SETTINGS, settings_of
+
+    mine = RunSettings(top_k=2)
+    assert settings_of(mine) is mine
+    assert settings_of(None) is DEFAULT_SETTINGS
+    assert settings_of({"top_k": 2}) == mine  # a parent without a schema passes a dict on
+    assert settings_of({"user_id": "u1"}) is DEFAULT_SETTINGS  # a parent's own context
+    assert settings_of(object()) is DEFAULT_SETTINGS
 
 
 def test_accepts_the_defaults_and_the_edges():
