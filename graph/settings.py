@@ -33,13 +33,13 @@ DURABILITIES = ("exit", "async", "sync")
 
 def checkpoint_ttl_seconds() -> int | None:
     """`CHECKPOINT_TTL_SECONDS` (default 7 days; 0 keeps checkpoints forever)."""
-    return int(_number("CHECKPOINT_TTL_SECONDS", 7 * 24 * 3600, int)) or None
+    return int(_number("CHECKPOINT_TTL_SECONDS", 7 * 24 * 3600, int, MAX_TTL_S)) or None
 
 
 def rating_window_s() -> int:
     """`RATING_WINDOW_S`: how long a served request can be rated (default 7 days, as long
     as its checkpoints are kept; 0: no ratings)."""
-    return int(_number("RATING_WINDOW_S", 7 * 24 * 3600, int))
+    return int(_number("RATING_WINDOW_S", 7 * 24 * 3600, int, MAX_TTL_S))
 
 
 RATING_HALF_LIFE_S = 30 * 24 * 3600
@@ -71,7 +71,7 @@ def checkpoint_durability() -> str:
 
 def health_probe_interval_s() -> float:
     """`HEALTH_PROBE_INTERVAL_S`: how often the service probes health URLs (0: never)."""
-    return float(_number("HEALTH_PROBE_INTERVAL_S", 30, float))
+    return float(_number("HEALTH_PROBE_INTERVAL_S", 30, float))  # nan, inf: refused
 
 
 def max_request_bytes() -> int:
@@ -83,18 +83,41 @@ def max_request_bytes() -> int:
 def gc_young_threshold() -> int:
     """`GC_YOUNG_THRESHOLD`: allocations between young-generation collections in the service
     (default 50,000; 0 keeps CPython's 700). See graph/gc_tuning.py."""
-    return int(_number("GC_YOUNG_THRESHOLD", 50_000, int))
+    return int(_number("GC_YOUNG_THRESHOLD", 50_000, int, 2**31 - 1))  # a C int
 
 
-def _number(name: str, default: float, kind: type[int] | type[float]) -> float:
-    """A non-negative number from the environment; a bad value names its variable."""
+MAX_TTL_S = 10 * 365 * 24 * 3600
+"""Ten years: a larger TTL failed in Redis's EXPIRE at the first write, after the model
+was paid for, while the service reported ready."""
+
+
+def _number(name: str, default: float, kind: type[int] | type[float],
+            maximum: float = math.inf) -> float:
+    """A finite, non-negative number from the environment, at most `maximum`; a bad value
+    names its variable (float() also reads 'nan' and 'inf')."""
     raw = os.environ.get(name)
     if raw is None or not raw.strip():
         return default
+    rule = f"must be a non-negative {kind.__name__}" + (
+        f" <= {maximum:.0f}" if maximum < math.inf else "")
     try:
         value = kind(raw)
     except ValueError:
-        raise ValueError(f"{name}={raw!r}: must be a non-negative {kind.__name__}") from None
-    if value < 0:
-        raise ValueError(f"{name}={raw!r}: must be a non-negative {kind.__name__}")
+        raise ValueError(f"{name}={raw!r}: {rule}") from None
+    if not (0 <= value <= maximum and math.isfinite(value)):
+        raise ValueError(f"{name}={raw!r}: {rule}")
     return value
+
+
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+
+def feedback_include_prompt() -> bool:
+    """`FEEDBACK_INCLUDE_PROMPT`: feedback records carry the prompt and the messages sent."""
+    raw = os.environ.get("FEEDBACK_INCLUDE_PROMPT", "")
+    if raw.strip().lower() in _TRUE:
+        return True
+    if raw.strip().lower() in _FALSE:
+        return False
+    raise ValueError(f"FEEDBACK_INCLUDE_PROMPT={raw!r}: must be 1 or 0 (true/false, yes/no, "
+                     "on/off)")

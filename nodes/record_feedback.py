@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 from langgraph.runtime import Runtime
 
 from graph import telemetry as tm
+from graph.redact import redact_all
 from graph.services import Services
 from graph.state import Attempt, RunSettings, SelectionState
 from graph.store import Served
@@ -30,14 +30,17 @@ def summarize_error(attempts: list[Attempt], retry_declined: Sequence[str] = ())
     return f"all {len(parts)} attempts failed: " + "; ".join([*parts, *retry_declined])
 
 
-def feedback_record(state: SelectionState, now: datetime) -> dict[str, Any]:
+def feedback_record(state: SelectionState, now: datetime,
+                    include_prompt: bool = False) -> dict[str, Any]:
     """The spec's record (timestamp .. user_feedback) plus what explains the outcome."""
     attempts = state.get("attempts") or []
+    called = [a["model_id"] for a in attempts if a["error_class"] in CALLED]
     served = state.get("model_used")
     task = state["task"]
     record: dict[str, Any] = {
         "timestamp": now.isoformat(),
-        "model_id": served or (attempts[-1]["model_id"] if attempts else None),
+        # unserved: the last model called (None when none was: skips blame no model)
+        "model_id": served or (called[-1] if called else None),
         "task_type": task["task_type"],
         "success": bool(state.get("success")),
         "latency_ms": state.get("latency_ms", 0),
@@ -47,15 +50,16 @@ def feedback_record(state: SelectionState, now: datetime) -> dict[str, Any]:
         "request_id": state.get("thread_id"),
         "domain": task["domain"],
         "fallback_triggered": bool(state.get("fallback_triggered")),
-        "failed_models": sorted({a["model_id"] for a in attempts if not a["ok"]}),
+        "failed_models": sorted({a["model_id"] for a in attempts
+                                 if not a["ok"] and a["error_class"] in CALLED}),
         "attempts": len(attempts),
         "stop_reason": state.get("stop_reason"),
         "prompt_tokens": state.get("prompt_tokens"),
         "error": state.get("error"),
     }
-    if os.environ.get("FEEDBACK_INCLUDE_PROMPT") == "1":
-        record["prompt"] = state.get("prompt")
-        record["messages"] = state.get("messages")
+    if include_prompt:  # a key pasted into a prompt is redacted here too
+        record["prompt"] = redact_all(state.get("prompt"))
+        record["messages"] = redact_all(state.get("messages"))
     return record
 
 
@@ -73,7 +77,8 @@ def record_feedback(
         result |= {"success": False, "response": None, "model_used": None,
                    "latency_ms": sum(a["latency_ms"] for a in attempts),
                    "error": summarize_error(attempts, declined_so_far(state))}
-    record = feedback_record({**state, **result}, now)  # type: ignore[typeddict-item]
+    record = feedback_record({**state, **result}, now,  # type: ignore[typeddict-item]
+                             services.include_prompt)
     services.feedback.append(record)
     called = [a for a in attempts if a["error_class"] in CALLED]
     for a in called:

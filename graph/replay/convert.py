@@ -219,17 +219,20 @@ Entry = tuple[str, str, float, float, float | None]
 
 
 def _request_entry(row: dict[str, Any]) -> Entry | None:
-    """A request line as an entry; None without a prompt, or without a model (a request
-    no model could try): nothing to replay."""
+    """A request line as an entry; None without a prompt, without a model (a request no
+    model was called on), or refused as the caller's bad request (no model's quality).
+    An unserved line's latency is every model's tried, so it is not its model's."""
     prompt = row.get("prompt")
     if not prompt:
         return None
-    model_id = row["model_id"]  # the log writes it always: null when no model was tried
-    if model_id is None:
+    model_id = row["model_id"]  # the log writes it always: null when no model was called
+    if model_id is None or row.get("stop_reason") == "bad_request":
         return None
     if not isinstance(prompt, str) or not isinstance(model_id, str):
         raise ValueError("prompt and model_id: must be strings")
     cost, latency = row.get("cost_usd") or 0.0, row.get("latency_ms")
+    if not row.get("success"):
+        latency = None
     for name, value in (("cost_usd", cost), ("latency_ms", latency)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)
                                   or not 0.0 <= value < math.inf):
@@ -244,7 +247,7 @@ def from_feedback(path: str | Path) -> tuple[list[Record], FeedbackSummary]:
     it gets its mean score, cost and latency. A rating line (`"type": "rating"`) sets the
     score of the served request line with its `request_id` to its `user_feedback`; the
     last rating of a request wins. Lines without a prompt or a model (a request no model
-    could try), ratings of a request not in the log (or logged without a prompt), and torn
+    was called on), the caller's bad requests, ratings of a request not in the log (or logged without a prompt), and torn
     lines (not JSON) are counted and skipped; a JSON line that is neither a request nor a
     rating, or one whose fields have the wrong types, is an error naming the line.
     """

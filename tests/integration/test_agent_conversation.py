@@ -105,16 +105,20 @@ def test_an_agent_with_messages_state_embeds_it_and_keeps_talking(services, sent
         ("user", "port 8080"), ("assistant", "which service?"), ("user", "the api")]
 
 
-def test_the_feedback_record_keeps_the_conversation_only_when_asked(selection, services,
-                                                                   monkeypatch):
+def test_the_feedback_record_keeps_the_conversation_only_when_asked(selection, services):
     request = {"context": PORT_HEALER, "messages": HISTORY, "prompt": "the api"}
     selection.invoke(request, context=RunSettings(mock_responses={"*": "ok"}))
-    monkeypatch.setenv("FEEDBACK_INCLUDE_PROMPT", "1")
+    services.include_prompt = True  # FEEDBACK_INCLUDE_PROMPT=1
     selection.invoke(request, context=RunSettings(mock_responses={"*": "ok"}))
-    plain, kept = (json.loads(line) for line in services.feedback.path.read_text().splitlines())
+    secret = {**request, "prompt": "my key is sk-proj-abcdefghijklmnop, use it"}
+    selection.invoke(secret, context=RunSettings(mock_responses={"*": "ok"}))
+    plain, kept, redacted = (json.loads(line)
+                             for line in services.feedback.path.read_text().splitlines())
     assert "messages" not in plain and "prompt" not in plain
     assert kept["prompt"] == "the api"
     assert kept["messages"] == [*HISTORY, {"role": "user", "content": "the api"}]
+    assert redacted["prompt"] == "my key is [REDACTED], use it"  # keys stay out of records
+    assert redacted["messages"][-1] == {"role": "user", "content": "my key is [REDACTED], use it"}
 
 
 def test_an_empty_tool_result_and_the_graphs_own_empty_answer_go_back_as_history(selection,

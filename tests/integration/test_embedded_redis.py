@@ -29,3 +29,32 @@ def test_stop_embedded_saves_and_a_later_target_starts_it_again(tmp_path):
                          env={**env, "MODEL_SELECTOR_HOME": str(tmp_path)}, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "True", "yes"]  # stopped, saved, back with its data
+
+
+def test_processes_starting_together_share_one_embedded_server(tmp_path):
+    """`uvicorn --workers 2` without REDIS_URL: each worker started its own server on the
+    one data file, so a request served by one worker could not be rated on the other and
+    the last to exit overwrote the file with its half of the state."""
+    code = textwrap.dedent("""
+        import sys, time
+        from graph import redis_conn
+        time.sleep(float(sys.argv[1]) - time.time())  # start together
+        target = redis_conn.target()
+        target.client().incr("started")
+        print(target.socket_path, flush=True)
+        time.sleep(1.5)  # all still up: each sees the others' count
+        print(target.client().get("started"))
+    """)
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    import time
+
+    at = str(time.time() + 2.0)
+    procs = [subprocess.Popen([sys.executable, "-c", code, at], cwd=ROOT, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env={**env, "MODEL_SELECTOR_HOME": str(tmp_path)})
+             for _ in range(3)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
+    sockets = {out.split()[0] for out, _ in outs}
+    assert len(sockets) == 1, sockets  # one server
+    assert {out.split()[1] for out, _ in outs} == {"3"}

@@ -153,6 +153,18 @@ def test_a_retry_past_the_deadline_is_declined_and_the_deadline_stops_the_reques
     assert feedback(services)[-1]["error"] == out["error"]
 
 
+def test_a_request_stopped_before_any_call_blames_no_model(selection, services):
+    """Its record named the skipped model, listed it in failed_models, and the replay
+    converter graded it 0.0 on the prompt, though it was never called."""
+    ticks = iter(range(1_800_000_000, 1_800_001_000))
+    services.clock = lambda: float(next(ticks))  # a second per reading: the 400 ms pass at once
+    out = run(selection, {"*": "ok"}, context={**PORT_HEALER, "max_latency_ms": 400})
+    assert [(a["error_class"], a["action"]) for a in out["attempts"]] == [("deadline", "stop")]
+    record = feedback(services)[-1]
+    assert (record["model_id"], record["failed_models"], record["stop_reason"]) == (
+        None, [], "deadline")
+
+
 def test_context_window_error_skips_to_a_larger_window_without_penalty(selection, services):
     # QueryOptimizer chain: claude (200k) -> qwen (32k) -> gpt-4o-mini (128k)
     out = run(selection, {"claude-3.5-sonnet": err(litellm.ContextWindowExceededError),

@@ -264,6 +264,17 @@ def test_routerbench_registry_prices_reproduce_the_recorded_costs(
 # ---------------------------------------------------------------- feedback log
 
 
+def test_a_callers_bad_request_grades_no_model(tmp_path: Path) -> None:
+    """It scored the model that refused the caller's malformed request 0.0."""
+    path = tmp_path / "fb.jsonl"
+    line = {"timestamp": "2025-01-01T00:00:00Z", "task_type": "code_fix", "prompt": "fix it",
+            "model_id": "m1", "success": False, "latency_ms": 10, "cost_usd": 0.0}
+    path.write_text("\n".join(json.dumps(x) for x in (
+        {**line, "stop_reason": "bad_request"}, {**line, "stop_reason": "exhausted"})) + "\n")
+    [record], summary = from_feedback(path)
+    assert record.scores == {"m1": 0.0} and summary.skipped_no_prompt == 1
+
+
 def test_feedback_lines_with_a_prompt_become_records(tmp_path: Path) -> None:
     base = {
         "timestamp": "2025-01-01T00:00:00Z",
@@ -317,7 +328,7 @@ def test_feedback_lines_with_a_prompt_become_records(tmp_path: Path) -> None:
     assert fix.id.startswith("feedback-") and fix.task == "code_fix"
     assert fix.scores == {"m1": pytest.approx(0.75), "m2": 0.0}  # m1: mean of 1.0 and 0.5
     assert fix.cost_usd == {"m1": pytest.approx(0.003), "m2": 0.0}
-    assert fix.latency_ms == {"m1": 1000.0, "m2": 3000.0}
+    assert fix.latency_ms == {"m1": 1000.0}  # m2's 3000 ms: every model tried, not its own
     assert other.scores == {"m3": 0.75} and other.cost_usd == {"m3": 0.0}
     assert other.latency_ms == {} and other.task == "sql_tuning"
 
