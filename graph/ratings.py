@@ -101,6 +101,11 @@ def rate(services: Services, request_id: str, quality: float,
     except redis.RedisError as exc:
         raise redis.RedisError("Redis did not answer; the rating was not recorded: "
                                + redact(str(exc))) from exc
+    if credited is None and store.queued_request(request_id):
+        raise redis.ConnectionError(
+            f"request {request_id!r} was served while Redis was unreachable or refusing "
+            "writes, and its record is still queued in this process; the rating was not "
+            "recorded: retry when Redis answers")
     if credited is None:
         raise NotRatable(
             f"request {request_id!r} is not ratable: no served request has that id in the "

@@ -146,6 +146,13 @@ class Store:
                 break
         return len(self._pending)
 
+    def queued_request(self, request_id: str) -> bool:
+        """Whether a served mark of this request waits in this process's queue (served
+        while Redis was down or refusing writes): not ratable yet, rather than unknown."""
+        with self._lock:
+            return any(item[2] is not None and item[2][0] == request_id
+                       for item in self._pending)
+
     def check_writable(self) -> None:
         """Raise what Redis raises for a write (readiness); a success ends an outage."""
         self.client.set(f"{self.prefix}model-selector:ready", "1", ex=60)

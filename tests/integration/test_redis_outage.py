@@ -205,6 +205,13 @@ def test_a_redis_that_refuses_writes_is_an_outage_not_a_failed_request(
     assert not runner.store.online and len(runner.store._pending) == 3
     with pytest.raises(redis.ResponseError):  # what /readyz reports: not ready
         runner.store.check_writable()
+    from graph.ratings import rate
+
+    # its record is queued here, not unknown: a retryable error (the service's 503), not
+    # "not ratable" (a 404 a client would take as final)
+    with pytest.raises(redis.ConnectionError, match="'req-1' was served while Redis"):
+        runner.store.outage.retry_now()
+        rate(runner.services, "req-1", 0.5)
 
     admin.config_set("maxmemory", 0)
     admin.execute_command("REPLICAOF", "NO", "ONE")
@@ -212,8 +219,6 @@ def test_a_redis_that_refuses_writes_is_an_outage_not_a_failed_request(
     assert runner.store.flush_pending() == 0
     usage = [json.loads(x) for x in admin.lrange(f"{PREFIX}model:usage:{PRIMARY}", 0, -1)]
     assert sorted(e["request_id"] for e in usage) == ["req-0", "req-1", "req-2"]  # once each
-    from graph.ratings import rate
-
     assert rate(runner.services, "req-1", 0.5)["model_id"] == PRIMARY
     admin.close()
 
