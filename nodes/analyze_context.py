@@ -61,7 +61,7 @@ def analyze_context(
         "started": now,
         "deadline": now + ctx.max_latency_ms / 1000 if ctx.max_latency_ms else None,
         # without a checkpointer (and none from the caller) the id only names the request
-        "thread_id": chosen_thread_id(configurable) or str(uuid.uuid4()),  # ratable: a str
+        "thread_id": request_id(configurable),
         "position": 0,
         "tries": 0,
         "spent_usd": 0.0,
@@ -79,6 +79,20 @@ def analyze_context(
         update |= {"chain": [], "candidates": [], "excluded": {}, "fallback_triggered": False,
                    "usage": {}}
     return update
+
+
+def request_id(configurable: Mapping[str, Any]) -> str:
+    """The request's id (a str: ratable): the thread id the caller chose, else a fresh one.
+    Embedded in a parent graph, whose one thread may run many selections, it is the
+    parent's thread id and this run's namespace (`agent-1/select:<task id>`): each
+    selection is rated on its own, and a resumed one keeps its id."""
+    chosen = chosen_thread_id(configurable)
+    if chosen is None:
+        return str(uuid.uuid4())
+    namespace = configurable.get("checkpoint_ns") or ""
+    if "|" in namespace:  # ours is the last part; the parent's run of this graph, the rest
+        return f"{chosen}/{namespace.rsplit('|', 1)[0]}"
+    return chosen
 
 
 def chosen_thread_id(configurable: Mapping[str, Any]) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import uuid
 from typing import Any, TypedDict
 
@@ -50,6 +51,28 @@ def test_runs_as_a_subgraph_under_the_parents_checkpointer(services):
     assert state.values["success"] is True
     history = list(parent.get_state_history(config))
     assert any("select_and_call" in (h.next or ()) for h in history)
+
+
+def test_each_selection_in_one_parent_thread_is_its_own_ratable_request(services):
+    """Every selection in a parent's thread took the parent's thread id as its request id:
+    their feedback records shared it, and only the latest could be rated."""
+    child = compile_graph(services, checkpointer=None)
+    builder = StateGraph(AgentState)
+    builder.add_node("first", child)
+    builder.add_node("second", child)
+    builder.add_edge(START, "first")
+    builder.add_edge("first", "second")
+    builder.add_edge("second", END)
+    parent = builder.compile(checkpointer=InMemorySaver())
+    parent.invoke({"context": PORT_HEALER, "prompt": "free port 8080"},
+                  {"configurable": {"thread_id": "agent-run-3"}},
+                  context=RunSettings(mock_responses={"*": "fuser -k 8080/tcp"}))
+    ids = [json.loads(line)["request_id"]
+           for line in services.feedback.path.read_text().splitlines()]
+    assert len(ids) == 2 and len(set(ids)) == 2
+    assert [i.split(":")[0] for i in ids] == ["agent-run-3/first", "agent-run-3/second"]
+    for request in ids:  # each rates its own answer
+        assert services.store.rate(request, 0.5) is not None
 
 
 def test_the_checkpointed_selection_graph_embeds_too(services, checkpointer, redis_client, prefix):
