@@ -82,7 +82,7 @@ class SelectionOutput(TypedDict, total=False):
     success: bool
     fallback_triggered: bool
     error: str | None
-    stop_reason: str
+    stop_reason: str | None
     """served, exhausted, budget, deadline or bad_request."""
     thread_id: str | None
     prompt_tokens: int

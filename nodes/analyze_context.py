@@ -68,7 +68,9 @@ def analyze_context(
         "retry_declined": [],
         "attempts": None,
         "success": False,
-        "stop_reason": "",
+        "stop_reason": None,  # none yet (a paused run); the last request's is gone
+        "cost_usd": 0.0,
+        "latency_ms": 0,
         "response": None,
         "tool_calls": None,
         "model_used": None,

@@ -182,7 +182,9 @@ def rank(
         note = filtered.soft_excluded.get(model_id)
         if model_id in chosen or note is None:
             continue  # already chained, or barred by a hard constraint
-        decision.chain.append(Ranked(model_id, scored(model_id), f"{ctx.domain} fallback policy", note))
+        topped = Ranked(model_id, scored(model_id), f"{ctx.domain} fallback policy", note)
+        decision.chain.append(topped)
+        decision.candidates.append(topped)  # scored too: candidates + excluded = the registry
         chosen.add(model_id)
     decision.excluded.update(
         (m, r) for m, r in filtered.soft_excluded.items() if m not in chosen

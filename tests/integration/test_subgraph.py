@@ -13,7 +13,7 @@ from langgraph.graph import END, START, StateGraph
 
 from graph.builder import compile_graph
 from graph.state import RunSettings
-from tests.conftest import PORT_HEALER
+from tests.conftest import PORT_HEALER, QUERY_OPTIMIZER
 
 
 class AgentState(TypedDict, total=False):
@@ -223,3 +223,16 @@ def test_a_parent_with_a_context_of_its_own_runs_it_on_default_settings(services
                                      {"configurable": {"thread_id": uuid.uuid4().hex}},
                                      context={"max_tokens": 64})
     assert out["response"] == "ok" and calls[-1]["max_tokens"] == 64
+
+
+def test_a_paused_request_on_a_reused_thread_shows_nothing_of_the_last_one(selection):
+    """It showed the last request's cost and latency, and a stop_reason of ''."""
+    config = {"configurable": {"thread_id": f"reused-{uuid.uuid4().hex}"}}
+    settings = RunSettings(mock_responses={"*": "ok"})
+    served = selection.invoke({"context": QUERY_OPTIMIZER, "prompt": "x"}, config,
+                              context=settings)
+    assert served["stop_reason"] == "served" and served["cost_usd"] > 0  # claude's prices
+    paused = selection.invoke({"context": PORT_HEALER, "prompt": "y"}, config, context=settings,
+                              interrupt_before=["call_model"])
+    assert (paused["success"], paused["stop_reason"], paused["cost_usd"],
+            paused["latency_ms"], paused["response"]) == (False, None, 0.0, 0, None)

@@ -51,6 +51,10 @@ def test_every_model_is_either_chained_or_excluded_with_a_reason():
     assert d.excluded["gemini-2.0-flash-exp"].startswith("domain self_heal not in")
     assert d.chain[2].via == "self_heal fallback policy"
     assert d.chain[2].note == "lacks capability code_fix"
+    # and every model is a scored candidate or excluded: the topped-up one was neither
+    candidates = [r.model_id for r in d.candidates]
+    assert sorted(candidates + list(d.excluded)) == sorted(REG.models)
+    assert candidates[-1] == "deepseek-coder-33b-instruct"
 
 
 def test_candidates_carry_score_components():
