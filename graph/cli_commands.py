@@ -289,7 +289,12 @@ def dispatch(args: argparse.Namespace) -> int:
         return COMMANDS[args.command](args)
     except ValidationError as exc:
         raise UserError(_one_line(exc)) from None
-    except (RegistryError, NoEligibleModel, FileNotFoundError) as exc:
+    except NoEligibleModel as exc:  # exit 1 when time may clear it (a circuit, a cooldown)
+        if getattr(args, "json", False):
+            emit({"error": "no_eligible_model", "message": str(exc), "excluded": exc.excluded})
+            return 1 if exc.transient else 2
+        raise UserError(str(exc), status=1 if exc.transient else 2) from None
+    except (RegistryError, FileNotFoundError) as exc:
         raise UserError(str(exc)) from None
     except redis.RedisError as exc:
         raise UserError(f"redis unavailable: {exc} (set REDIS_URL, or unset it for the "

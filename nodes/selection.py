@@ -16,11 +16,17 @@ from graph.registry import Component, ModelEntry, Registry
 from nodes.scoring import Score, score_model
 
 
+TRANSIENT = ("circuit open", "circuit half-open", "cooling down", "status dead")
+"""Exclusions that pass with time (an open circuit, a cooldown, a model down)."""
+
+
 class NoEligibleModel(LookupError):
     """Nothing may serve the task; the message says why for every model."""
 
     def __init__(self, ctx: TaskContext, excluded: Mapping[str, str]) -> None:
         self.excluded = dict(excluded)
+        self.transient = any(r.startswith(TRANSIENT) for r in self.excluded.values())
+        """Whether the same request may pass later: a retry may succeed."""
         lines = "\n  ".join(f"{model}: {reason}" for model, reason in excluded.items())
         super().__init__(
             f"no model can serve task_type={ctx.task_type!r} domain={ctx.domain!r}; "

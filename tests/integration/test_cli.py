@@ -200,3 +200,25 @@ def test_registry_init_without_redis_exits_1_as_worth_retrying(env):
     assert out.returncode == 1 and out.stdout == ""
     assert out.stderr.startswith("model-selector: error: redis unavailable: ")
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_nothing_eligible_for_now_exits_1_and_json_gets_the_409_body(env, redis_client,
+                                                                     prefix):
+    """Open circuits are transient: exit 2 ("bad input") told scripts not to retry, and
+    --json printed nothing on stdout."""
+    from graph.registry import load_registry
+    from graph.store import Store
+
+    registry = load_registry()
+    circuits = Store(redis_client, prefix=prefix).circuits
+    policy = registry.breaker_policy("self_heal")
+    for model_id in registry.models:
+        for _ in range(policy.failure_threshold):
+            circuits.record_failure(model_id, policy)
+    out = cli(env, *SELECT, "--json")
+    assert out.returncode == 1, out.stderr
+    body = json.loads(out.stdout)
+    assert body["error"] == "no_eligible_model"
+    assert body["excluded"]["llama-3.3-70b-versatile"].startswith("circuit open until")
+    out = cli(env, *SELECT)
+    assert out.returncode == 1 and "no model can serve" in out.stderr
