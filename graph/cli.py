@@ -62,7 +62,7 @@ def parser() -> argparse.ArgumentParser:
                       help="the request's id: `run` prints it (its --json: thread_id)")
     rate.add_argument("quality", metavar="QUALITY", type=cmd.quality,
                       help="how good the answer was, from 0 (useless) to 1 (right)")
-    rate.add_argument("--comment", help="kept in the feedback log's rating record (redacted)")
+    rate.add_argument("--comment", help="kept in the feedback log's rating record (redacted; at most 2,000 characters)")
     rate.add_argument("--json", action="store_true", help="print the rating record")
     reg = sub.add_parser("registry", help="validate, list or load the registry")
     reg_sub = reg.add_subparsers(dest="action", required=True, parser_class=_Parser)

@@ -214,7 +214,7 @@ def cmd_rate(args: argparse.Namespace) -> int:
         emit(record)
         return 0
     replaced = (f"replaces {record['replaces']:g}" if record["replaces"] is not None
-                else "its first rating")
+                else "the request's first rating")
     print(f"rated {record['request_id']} {record['user_feedback']:g}: credited to "
           f"{record['model_id']} on {record['domain']}/{record['task_type']} ({replaced})")
     return 0

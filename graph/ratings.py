@@ -78,6 +78,10 @@ def check_quality(quality: Any) -> float:
     return float(quality) + 0.0  # -0.0 is 0
 
 
+MAX_COMMENT = 2000
+"""A rating's comment, in characters: the same bound for every way of rating."""
+
+
 def rate(services: Services, request_id: str, quality: float,
          comment: str | None = None) -> dict[str, Any]:
     """Rate a served request; returns the rating record appended to the feedback log.
@@ -92,6 +96,8 @@ def rate(services: Services, request_id: str, quality: float,
         raise RatingError(f"request_id {request_id!r}: must be a non-empty string")
     if comment is not None and not isinstance(comment, str):
         raise RatingError(f"comment: must be a string or None, not {type(comment).__name__}")
+    if comment is not None and len(comment) > MAX_COMMENT:
+        raise RatingError(f"comment: at most {MAX_COMMENT} characters, not {len(comment)}")
     store = services.store
     if not store.rating_window_s:
         raise RatingsOff("ratings are off (RATING_WINDOW_S=0): no request is ratable")

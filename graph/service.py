@@ -33,7 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from graph import gc_tuning, redis_conn, settings, telemetry
 from graph.context import TaskContext
 from graph.dry_run import dry_run
-from graph.ratings import NotRatable, RatingError, RatingsOff, rate
+from graph.ratings import MAX_COMMENT, NotRatable, RatingError, RatingsOff, rate
 from graph.redact import redact
 from graph.registry import Registry
 from graph.services import Services
@@ -112,7 +112,7 @@ class FeedbackRequest(BaseModel):
 
     request_id: str = Field(min_length=1, max_length=200, pattern=r"\S")
     quality: float = Field(ge=0, le=1, allow_inf_nan=False)
-    comment: str | None = Field(default=None, max_length=2000)
+    comment: str | None = Field(default=None, max_length=MAX_COMMENT)
 
 
 _KNOWN_POLICIES = (f"known policies: {', '.join(policies.POLICIES)}, "

@@ -43,7 +43,7 @@ def test_run_prints_the_request_id_and_rate_credits_its_model(env, redis_client,
     rated = cli(env, "rate", rid, "0.8")
     assert rated.returncode == 0, rated.stderr
     assert rated.stdout == (f"rated {rid} 0.8: credited to {PRIMARY} on self_heal/code_fix "
-                            "(its first rating)\n")
+                            "(the request's first rating)\n")
     record = log_lines(env)[-1]
     assert {k: v for k, v in record.items() if k != "timestamp"} == {
         "type": "rating", "request_id": rid, "model_id": PRIMARY, "domain": "self_heal",
@@ -152,6 +152,6 @@ def test_rate_never_imports_litellm_or_langgraph(env, redis_client, prefix):  # 
                          timeout=60)
     assert out.stdout.strip().splitlines() == [
         "rated r-1 0.5: credited to gpt-4o-mini-self-heal on self_heal/code_fix "
-        "(its first rating)", "[]"], out.stderr
+        "(the request's first rating)", "[]"], out.stderr
     assert tally(redis_client, prefix) == {"n:gpt-4o-mini-self-heal": "1",
                                            "q:gpt-4o-mini-self-heal": "0.5"}

@@ -96,6 +96,9 @@ def test_rating_with_a_comment_that_is_not_text_records_nothing(selection, servi
     rid = serve(selection)["thread_id"]
     with pytest.raises(RatingError, match="comment: must be a string"):
         rate(services, rid, 0.5, comment=123)
+    # the service's bound, for every way of rating (the CLI took 5,000 characters)
+    with pytest.raises(RatingError, match="comment: at most 2000 characters, not 2001"):
+        rate(services, rid, 0.5, comment="x" * 2001)
     assert services.store.ratings("self_heal", "code_fix") == {}
     assert [r.get("type") for r in log(services)] == [None]  # the request's record alone
     assert math.copysign(1, rate(services, rid, -0.0)["user_feedback"]) == 1  # 0, not -0
