@@ -303,7 +303,13 @@ def _install_handlers(app: FastAPI) -> None:
         return response
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_body(_: Request, exc: RequestValidationError) -> JSONResponse:
+    async def invalid_body(request: Request, exc: RequestValidationError) -> JSONResponse:
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if request.method == "POST" and not (kind == "application/json" or kind.endswith("+json")):
+            # FastAPI reads such a body as no JSON at all: "should be a valid dictionary"
+            return _error(415, "unsupported_media_type",
+                          f"send the body as JSON, with Content-Type: application/json "
+                          f"(got {kind or 'none'})")
         return _error(422, "validation_error", "invalid request body", detail=_fields(exc.errors()))
 
     @app.exception_handler(ValidationError)

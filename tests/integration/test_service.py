@@ -185,6 +185,19 @@ def test_a_body_that_is_not_json_is_refused_in_the_documented_shape(
     assert reply.json()["error"] == error and reply.json()["message"], reply.text
 
 
+@pytest.mark.parametrize("kind", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_a_json_body_sent_as_another_content_type_is_told_so(
+        make_client: Callable[..., TestClient], kind: str | None) -> None:
+    """It got a 422 saying the body "should be a valid dictionary"."""
+    import json
+
+    headers = {"content-type": kind} if kind else {}
+    reply = make_client().post("/v1/run", content=json.dumps(REQUEST).encode(), headers=headers)
+    assert reply.status_code == 415, reply.text
+    assert reply.json()["error"] == "unsupported_media_type"
+    assert "Content-Type: application/json" in reply.json()["message"]
+
+
 def test_tools_over_http_chain_tool_callers_and_return_the_calls(
         make_client: Callable[..., TestClient]) -> None:
     lsof = {"type": "function", "function": {"name": "lsof", "parameters": {
