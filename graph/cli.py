@@ -62,7 +62,8 @@ def parser() -> argparse.ArgumentParser:
                       help="the request's id: `run` prints it (its --json: thread_id)")
     rate.add_argument("quality", metavar="QUALITY", type=cmd.quality,
                       help="how good the answer was, from 0 (useless) to 1 (right)")
-    rate.add_argument("--comment", help="kept in the feedback log's rating record (redacted; at most 2,000 characters)")
+    rate.add_argument("--comment", help="kept in the feedback log's rating record "
+                                        "(redacted; at most 2,000 characters)")
     rate.add_argument("--json", action="store_true", help="print the rating record")
     reg = sub.add_parser("registry", help="validate, list or load the registry")
     reg_sub = reg.add_subparsers(dest="action", required=True, parser_class=_Parser)
@@ -73,7 +74,11 @@ def parser() -> argparse.ArgumentParser:
     ls.add_argument("--json", action="store_true")
     reg_sub.add_parser("init", help="load the YAML statuses into Redis (the spec's --init)")
     health = sub.add_parser("health", help="health, circuit and cooldown of every model")
-    health.add_argument("--probe", action="store_true", help="probe health_check_url now")
+    health.add_argument("--probe", action="store_true",
+                        help="probe health_check_url now (from here; the results are shared)")
+    health.add_argument("--reset", nargs="+", metavar="MODEL_ID", default=[],
+                        help="forget these models' circuit, cooldown, unusable mark and "
+                             "cached health, for every replica")
     health.add_argument("--json", action="store_true")
     cmd.add_extra_commands(sub)
     return root

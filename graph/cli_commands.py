@@ -253,7 +253,17 @@ def cmd_health(args: argparse.Namespace) -> int:
     from graph.health import health_report
 
     store = _store()
-    rows = health_report(_registry(), store, probe=args.probe)
+    registry = _registry()
+    if args.reset:
+        unknown = [m for m in args.reset if m not in registry.models]
+        if unknown:
+            raise UserError(f"--reset: no model {', '.join(unknown)} in the registry")
+        for model_id in args.reset:
+            store.reset_model(model_id)  # Redis down: exit 1 (dispatch), nothing reset
+            print(f"reset {model_id}: circuit closed, no cooldown or unusable mark, health "
+                  f"back to the registry's {registry.models[model_id].status}",
+                  file=sys.stderr)
+    rows = health_report(registry, store, probe=args.probe)
     if args.json:
         emit(rows)
     else:

@@ -259,6 +259,17 @@ class Store:
         live = {m: s for m, (s, exp) in self._local_health.items() if exp > now}
         return {**defaults, **{m: s for m, s in live.items() if m in defaults}}
 
+    def reset_model(self, model_id: str) -> None:
+        """Forget what the fleet learned about a model: its circuit, cooldown, unusable mark
+        and cached health (back to the registry's status). For an operator: a model marked
+        by mistake (a mocked failure, a key since fixed). Raises when Redis does not answer:
+        a reset only this process saw would be none."""
+        self._local.reset(model_id)
+        self._local_health.pop(model_id, None)
+        if self.client is not None:
+            cast(RedisCircuits, self._remote).reset(model_id)
+            self.client.delete(self.key("health", model_id))
+
     def update_health(self, model_id: str, status: str, ttl_s: int = HEALTH_TTL_S) -> None:
         """Cache a model's status for `ttl_s` seconds (the spec's `update_health`)."""
         self._local_health[model_id] = (status, self.clock() + ttl_s)

@@ -222,3 +222,26 @@ def test_nothing_eligible_for_now_exits_1_and_json_gets_the_409_body(env, redis_
     assert body["excluded"]["llama-3.3-70b-versatile"].startswith("circuit open until")
     out = cli(env, *SELECT)
     assert out.returncode == 1 and "no model can serve" in out.stderr
+
+
+def test_health_reset_forgets_what_the_fleet_learned_about_a_model(env, redis_client, prefix):
+    """A mocked auth failure marked a model unusable for good, with no way to lift it."""
+    from graph.registry import load_registry
+    from graph.store import Store
+
+    store = Store(redis_client, prefix=prefix)
+    policy = load_registry().breaker_policy("self_heal")
+    for model_id in ("llama-3.3-70b-versatile", "gpt-4.1"):
+        store.circuits.mark_unusable(model_id, "fp", "auth")
+        for _ in range(policy.failure_threshold):
+            store.circuits.record_failure(model_id, policy)
+        store.update_health(model_id, "dead")
+    out = cli(env, "health", "--reset", "llama-3.3-70b-versatile", "--json")
+    assert out.returncode == 0, out.stderr
+    rows = {r["model_id"]: r for r in json.loads(out.stdout)}
+    assert (rows["llama-3.3-70b-versatile"]["health"],
+            rows["llama-3.3-70b-versatile"]["circuit"]) == ("alive", "closed")
+    assert rows["gpt-4.1"]["health"] == "dead" and rows["gpt-4.1"]["circuit"] != "closed"
+    assert "reset llama-3.3-70b-versatile: circuit closed" in out.stderr
+    bad = cli(env, "health", "--reset", "llama-3.3")
+    assert bad.returncode == 2 and "--reset: no model llama-3.3 in the registry" in bad.stderr
