@@ -7,6 +7,7 @@ LiteLLM imports: the dry run (`select`, `/v1/select`) counts the same messages.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -102,6 +103,10 @@ def _check_shape(item: Mapping[str, Any], i: int) -> None:
                     and not is_data_content_block(dict(part))):  # LangChain converts those
                 raise BadRequest(f"messages[{i}].content[{j}].type: must be one of "
                                  f"{', '.join(USER_PART_TYPES)}, or a LangChain data block")
+            if isinstance(part, Mapping) and part.get("type") == "text" \
+                    and not isinstance(part.get("text"), str):
+                raise BadRequest(f"messages[{i}].content[{j}].text: required on a text part, "
+                                 "a string")
 
     try:  # the conversion each call makes, so what passes here converts there
         convert_to_messages([item])
@@ -147,9 +152,18 @@ def _tool(item: Any, i: int) -> dict[str, Any]:
     function = item.get("function")
     if item.get("type") != "function" or not isinstance(function, Mapping):
         raise BadRequest(f'tools[{i}]: must be {{"type": "function", "function": {{...}}}}')
-    if not isinstance(function.get("name"), str) or not function["name"].strip():
-        raise BadRequest(f"tools[{i}].function.name: required, a non-empty string")
+    name = function.get("name")
+    if not isinstance(name, str) or not TOOL_NAME.fullmatch(name):
+        raise BadRequest(f"tools[{i}].function.name: required, 1-64 letters, digits, _ or - "
+                         "(what providers accept)")
+    if "parameters" in function and not isinstance(function["parameters"], Mapping | None):
+        raise BadRequest(f"tools[{i}].function.parameters: must be a JSON schema object")
     return dict(item)
+
+
+TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+"""OpenAI's rule for function names, which Anthropic and Gemini share; a name outside it
+was refused by every model of the chain."""
 
 
 TOOL_CHOICES = ("auto", "none", "required")
@@ -167,7 +181,7 @@ def check_tool_choice(choice: Any, tools: list[dict[str, Any]] | None) -> Any:
     names = {spec["function"]["name"] for spec in tools}
     function = choice.get("function") if isinstance(choice, Mapping) else None
     name = function.get("name") if isinstance(function, Mapping) else None
-    if not isinstance(name, str) or name not in names:
+    if not isinstance(name, str) or name not in names or choice.get("type") != "function":
         raise BadRequest(f"tool_choice: must be one of {', '.join(TOOL_CHOICES)} or "
                          f'{{"type": "function", "function": {{"name": <one of the tools>}}}}')
     return dict(choice)

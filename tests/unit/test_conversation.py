@@ -54,6 +54,8 @@ def test_langchain_messages_and_pairs_become_chat_dicts_with_tool_use_kept():
     ("x", [{"content": "a"}], "messages[0].role"),
     ("x", [{"role": "user", "content": " "}], "messages[0].content: empty"),
     ("x", [{"role": "user", "content": []}], "messages[0].content: an empty list"),
+    ("x", [{"role": "user", "content": [{"type": "text"}]}],
+     "messages[0].content[0].text: required on a text part"),
     ("x", [{"role": "assistant", "content": None}], "messages[0].content: must be a string"),
     ("x", [{"role": "user", "content": 7}], "messages[0].content: must be a string"),
     ("x", [42], "messages[0]: not a chat message"),
@@ -121,6 +123,12 @@ def test_tools_are_openai_specs_and_langchain_tools_are_converted():
     ([LSOF], "sometimes", "tool_choice: must be one of auto, none, required"),
     ([LSOF], {"type": "function", "function": {"name": "kill"}}, "tool_choice: must be one of"),
     ([LSOF], {"type": "function", "function": "lsof"}, "tool_choice: must be one of"),
+    # each of these was sent on, and refused by every model of the chain
+    ([{"type": "function", "function": {"name": "get weather!"}}], None,
+     "tools[0].function.name: required, 1-64 letters, digits, _ or -"),
+    ([{"type": "function", "function": {"name": "f", "parameters": "abc"}}], None,
+     "tools[0].function.parameters: must be a JSON schema object"),
+    ([LSOF], {"function": {"name": "lsof"}}, "tool_choice: must be one of"),
 ])
 def test_bad_tools_are_named(tools, choice, named):
     with pytest.raises(BadRequest, match=re.escape(named)) as err:
