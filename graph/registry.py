@@ -324,30 +324,34 @@ def _check_top_level(path: Path, data: Mapping[str, Any], allowed: set[str]) -> 
     ]
 
 
-def _parse_models(path: Path, raw: Any, errors: list[str]) -> dict[str, ModelEntry]:
+def _parse_models(path: Path, raw: Any,
+                  errors: list[str]) -> tuple[dict[str, ModelEntry], set[str]]:
+    """The valid entries, and every id the file declares (a policy naming an entry that is
+    there but invalid is not reported again as naming an unknown model)."""
     if not isinstance(raw, list) or not raw:
         errors.append(f"{path}: 'models' must be a non-empty list")
-        return {}
+        return {}, set()
     models: dict[str, ModelEntry] = {}
-    seen: set[str] = set()  # every entry's id, valid or not: all problems at once
+    first: dict[str, int] = {}  # every entry's id, valid or not: all problems at once
     for index, item in enumerate(raw):
         name = item.get("id", "?") if isinstance(item, dict) else "?"
         label = f"{path}: models[{index}] (id {name!r})"
         if isinstance(name, str) and name != "?":
-            if name in seen:
-                errors.append(f"{label}: duplicate id (first defined earlier in the file)")
-            seen.add(name)
+            if name in first:
+                errors.append(f"{label}: duplicate id (first defined at models[{first[name]}])")
+            first.setdefault(name, index)
         try:
             entry = ModelEntry.model_validate(item)
         except ValidationError as exc:
             errors.extend(f"{label}: {line}" for line in _explain(exc))
             continue
         models.setdefault(entry.id, entry)
-    return models
+    return models, set(first)
 
 
 def _parse_policies(
-    path: Path, raw: Any, models: Mapping[str, ModelEntry], errors: list[str]
+    path: Path, raw: Any, models: Mapping[str, ModelEntry], declared: set[str],
+    errors: list[str],
 ) -> dict[str, DomainPolicy]:
     if not isinstance(raw, dict):
         errors.append(f"{path}: 'policies' must be a mapping of domain -> policy")
@@ -365,10 +369,10 @@ def _parse_policies(
         except ValidationError as exc:
             errors.extend(f"{label}: {line}" for line in _explain(exc))
             continue
-        unknown = [m for m in policy.chain if m not in models]
+        unknown = [m for m in policy.chain if m not in declared]
         if unknown:
             errors.append(f"{label}: names models not in the registry: {', '.join(unknown)}")
-        elif known:
+        elif known and all(m in models for m in policy.chain):  # else: their entries' errors
             policies[domain] = policy
     return policies
 
@@ -383,7 +387,7 @@ def load_registry(path: str | Path | None = None, policies: str | Path | None = 
     pol_path = Path(policies) if policies else policies_path(reg_path)
     data = _read_yaml(reg_path, "registry")
     errors = _check_top_level(reg_path, data, {"models", "scoring"})
-    models = _parse_models(reg_path, data.get("models"), errors)
+    models, declared = _parse_models(reg_path, data.get("models"), errors)
     scoring = ScoringConfig()
     if "scoring" in data:
         try:
@@ -392,7 +396,8 @@ def load_registry(path: str | Path | None = None, policies: str | Path | None = 
             errors.extend(f"{reg_path}: scoring.{line}" for line in _explain(exc))
     pol_data = _read_yaml(pol_path, "policies")
     errors += _check_top_level(pol_path, pol_data, {"policies"})
-    domain_policies = _parse_policies(pol_path, pol_data.get("policies"), models, errors)
+    domain_policies = _parse_policies(pol_path, pol_data.get("policies"), models, declared,
+                                      errors)
     if errors:
         raise RegistryError("invalid registry:\n  " + "\n  ".join(errors))
     return Registry(models=models, policies=domain_policies, scoring=scoring,

@@ -100,7 +100,10 @@ def test_a_duplicate_of_an_invalid_entry_is_reported_with_its_problems(tmp_path)
     with pytest.raises(RegistryError) as err:
         load_registry(write(tmp_path, first_bad + MODEL.format(id="a")))
     assert "models[0] (id 'a'): avg_latency_ms" in str(err.value)
-    assert "models[2] (id 'a'): duplicate id" in str(err.value)
+    assert "models[2] (id 'a'): duplicate id (first defined at models[0])" in str(err.value)
+    # the policy names 'a', which is there but invalid: its own error says so, not a
+    # second one claiming the registry lacks it
+    assert "names models not in the registry" not in str(err.value)
 
 
 def test_not_yaml_and_missing_file(tmp_path):
