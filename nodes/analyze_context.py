@@ -44,7 +44,8 @@ def analyze_context(
         policies.check(settings.policy, services.registry)
     except ValueError as exc:
         raise BadRequest(f"policy: {exc}") from None
-    unknown = (settings.mock_responses or {}).keys() - services.registry.models.keys() - {"*"}
+    unknown = [m for m in settings.mock_responses or () if m != "*"
+               and m not in services.registry.models]  # (a set difference walked the registry)
     if unknown:  # a misspelt id would leave its model called for real
         raise BadRequest(f"mock_responses: no model {', '.join(sorted(unknown))} in the "
                          "registry")
