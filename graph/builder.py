@@ -20,7 +20,8 @@ from langgraph.types import Command, GraphOutput
 from graph.checkpoint import NEW_THREAD
 from graph.context import TaskContext
 from graph.services import Services
-from graph.state import RunSettings, SelectionInput, SelectionOutput, SelectionState
+from graph.state import (RunSettings, SelectionInput, SelectionOutput, SelectionState,
+                         check_setting_names)
 from nodes import llm
 from nodes.analyze_context import analyze_context, chosen_thread_id
 from nodes.call_model import acall_model, call_model
@@ -129,13 +130,15 @@ def _request(request: Any, config: RunnableConfig | None) -> Any:
     LangGraph would drop it, so `system_promt` would silently send no system prompt. Not
     as a parent's subgraph node, which is handed the parent's whole state.
     """
+    embedded = ((config or {}).get("configurable") or {}).get("checkpoint_ns")  # a parent's
     if request is None or isinstance(request, Command):
         return request  # a resume from the checkpoint
     if not isinstance(request, Mapping):
+        if embedded:  # a parent's state object (pydantic, dataclass): LangGraph reads it
+            return request
         raise BadRequest(f"request: must be a dict ({', '.join(sorted(_REQUEST_KEYS))}), "
                          f"not {type(request).__name__}")
     unknown = request.keys() - _REQUEST_KEYS
-    embedded = ((config or {}).get("configurable") or {}).get("checkpoint_ns")  # a parent's
     if unknown and not embedded:
         raise BadRequest(f"unknown request key(s): {', '.join(sorted(map(str, unknown)))} "
                          f"(a request has {', '.join(sorted(_REQUEST_KEYS))})")
@@ -156,10 +159,7 @@ def _check_context(context: Any) -> None:
     if not isinstance(context, Mapping):
         raise TypeError(f"context: must be a RunSettings (or a dict of its fields), "
                         f"not {type(context).__name__}")
-    unknown = context.keys() - RunSettings.__dataclass_fields__.keys()
-    if unknown:
-        raise TypeError(f"context: unknown RunSettings field(s) "
-                        f"{', '.join(sorted(map(str, unknown)))}")
+    check_setting_names(context)
 
 
 def _default_output(kwargs: Mapping[str, Any]) -> bool:

@@ -23,7 +23,6 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
-import redis
 from langchain_core.runnables import RunnableConfig
 from langgraph.checkpoint.base import (
     WRITES_IDX_MAP,
@@ -36,7 +35,7 @@ from langgraph.checkpoint.base import (
 from langgraph_checkpoint_plainredis import AsyncRedisSaver, RedisSaver
 
 from graph import checkpoint_lua
-from graph.outage import Outage, is_outage
+from graph.outage import Outage
 from graph.redis_conn import RedisTarget
 
 log = logging.getLogger(__name__)
@@ -172,18 +171,7 @@ class RedisCheckpointer(BaseCheckpointSaver):
         return self.outage.guard(call, lambda: fallback)
 
     async def _aguard(self, call: Callable[[], Awaitable[T]], fallback: T) -> T:
-        if self.outage.resting:
-            return fallback
-        started = self.outage.clock()
-        try:
-            result = await call()
-        except redis.RedisError as exc:
-            if not is_outage(exc):
-                raise
-            self.outage.failed(exc)
-            return fallback
-        self.outage.answered(started)
-        return result
+        return await self.outage.aguard(call, fallback)
 
     # ------------------------------------------------------------------ sync
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:  # noqa: D102

@@ -115,6 +115,15 @@ def exclusion_reason(availability: ModelAvailability, fingerprint: str, now: flo
     return None
 
 
+_PASSING = ("circuit open until", "circuit half-open", "cooling down")
+
+
+def passes_with_time(reason: str) -> bool:
+    """Whether an `exclusion_reason` passes with time (a circuit, a cooldown), unlike an
+    unusable mark, which waits for the registry entry or the key to change."""
+    return reason.startswith(_PASSING)
+
+
 def _iso(epoch: float) -> str:
     try:
         return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -291,8 +291,8 @@ def table(summary: dict[str, Any]) -> str:
     """The terminal table."""
     best, oracle = summary["best_single"], summary["oracle"]
     lines = [f"{summary['dataset']}: {summary['requests']} prompts   best single "
-             f"{best['model']} {best['mean_quality']:.3f} at ${best['cost_per_1k']:.2f}/1k   "
-             f"oracle {oracle['mean_quality']:.3f} at ${oracle['cost_per_1k']:.2f}/1k",
+             f"{best['model']} {best['mean_quality']:.3f} at ${best['cost_per_1k']:.3f}/1k   "
+             f"oracle {oracle['mean_quality']:.3f} at ${oracle['cost_per_1k']:.3f}/1k",
              f"{'policy':<46}{'quality':>8}{'$ total':>10}{'$/1k':>9}{'p50 ms':>8}"
              f"{'p95 ms':>8}{'fallbk':>7}{'q/best':>7}{'$/best':>7}{'q/orcl':>7}{'$/orcl':>7}"]
     for r in summary["policies"]:

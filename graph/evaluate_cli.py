@@ -54,7 +54,7 @@ def add_parser(sub: Any, commands: dict[str, Any]) -> None:
                         "(default: the whole train split; 0: start cold)")
     p.add_argument("--concurrency", type=count, default=4)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="evaluation", help="folder for the JSON and PNG")
+    p.add_argument("--out", default="evaluation", help="folder for the JSON report, the PNG plot and the run's feedback log")
     p.add_argument("--no-progress", action="store_true")
     commands["evaluate"] = cmd_evaluate
 
@@ -93,6 +93,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {out}: exists and is not a folder")
     graph, services = _graph(fleet, out)
     try:
+        # this run's log, as the report and the plot are this run's: a second run into the
+        # same folder mixed its records with the first's
+        services.feedback.path.unlink(missing_ok=True)
         services.feedback.check()
     except OSError as exc:
         raise ValueError(exc.strerror or str(exc)) from None

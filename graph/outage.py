@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import redis
@@ -85,6 +85,21 @@ class Outage:
             return
         log.info("redis answers again")
         self._down_until = None
+
+    async def aguard(self, call: Callable[[], Awaitable[T]], fallback: T) -> T:
+        """`guard` for an awaited call, with a value to fall back on."""
+        if self.resting:
+            return fallback
+        started = self.clock()
+        try:
+            result = await call()
+        except redis.RedisError as exc:
+            if not is_outage(exc):
+                raise
+            self.failed(exc)
+            return fallback
+        self.answered(started)
+        return result
 
     def guard(self, call: Callable[[], T], fallback: Callable[[], T]) -> T:
         """`call()` unless Redis is resting or fails now; else `fallback()`."""

@@ -35,20 +35,22 @@ def _known_keys() -> list[str]:
     return found
 
 
-def redact(text: str) -> str:
-    """Replace anything that looks like a key, and the value of every known key variable."""
-    for value in _known_keys():
+def redact(text: str, known: list[str] | None = None) -> str:
+    """Replace anything that looks like a key, and the value of every known key variable
+    (`known`: those values, read once for many texts)."""
+    for value in _known_keys() if known is None else known:
         text = text.replace(value, "[REDACTED]")
     return _KEY_SHAPES.sub(_REPLACEMENT, text)
 
 
-def redact_all(value: Any) -> Any:
+def redact_all(value: Any, known: list[str] | None = None) -> Any:
     """`redact` on every string in a JSON-like value (a conversation's messages): the
     text of the whole, redacted at once, could lose a quote and stop being JSON."""
+    known = _known_keys() if known is None else known
     if isinstance(value, str):
-        return redact(value)
+        return redact(value, known)
     if isinstance(value, list | tuple):
-        return [redact_all(item) for item in value]
+        return [redact_all(item, known) for item in value]
     if isinstance(value, dict):
-        return {key: redact_all(item) for key, item in value.items()}
+        return {key: redact_all(item, known) for key, item in value.items()}
     return value

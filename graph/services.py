@@ -32,7 +32,7 @@ class Services:
     """The same under `ainvoke`."""
     rng: random.Random = field(default_factory=random.Random)
     """Jitter source for backoff."""
-    include_prompt: bool = False
+    include_prompt: bool = field(default_factory=settings.feedback_include_prompt)
     """Feedback records carry the prompt and the messages sent, keys redacted
     (`FEEDBACK_INCLUDE_PROMPT`)."""
 
@@ -40,8 +40,7 @@ class Services:
     def in_memory(cls, feedback_path: str | None = None) -> Services:
         """One process, no Redis: state lives in this process only (see `Store.in_memory`)."""
         return cls(registry=load_registry(), store=Store.in_memory(),
-                   feedback=FeedbackLog(feedback_path or settings.feedback_log_path()),
-                   include_prompt=settings.feedback_include_prompt())
+                   feedback=FeedbackLog(feedback_path or settings.feedback_log_path()))
 
     @classmethod
     def from_env(cls) -> Services:
@@ -53,5 +52,4 @@ class Services:
                         rating_window_s=settings.rating_window_s(),
                         rating_half_life_s=settings.rating_half_life_s()),
             feedback=FeedbackLog(settings.feedback_log_path()),
-            include_prompt=settings.feedback_include_prompt(),
         )

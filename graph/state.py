@@ -243,13 +243,23 @@ _SETTING_NAMES = frozenset(f.name for f in fields(RunSettings))
 DEFAULT_SETTINGS = RunSettings()
 
 
+def check_setting_names(context: Mapping[Any, Any]) -> None:
+    """Refuse a dict meant as RunSettings with a key they lack, naming it (a misspelt
+    field would leave the rest, mocks included, unapplied)."""
+    unknown = [str(k) for k in context if k not in _SETTING_NAMES]
+    if unknown:
+        raise TypeError(f"context: unknown RunSettings field(s) {', '.join(sorted(unknown))}")
+
+
 def settings_of(context: object) -> RunSettings:
     """A node's run settings from its runtime context: `context=` of the run, or the
     defaults when none was given, or when the context is a parent graph's own (this graph
-    embedded in one with a `context_schema` of its own); a dict of RunSettings fields, as
-    a parent without a schema passes it on, is read as RunSettings."""
+    embedded in one with a `context_schema` of its own, or a dict sharing no key with
+    RunSettings); a dict with their fields, as a parent without a schema passes one on,
+    is read as RunSettings, and refused if it has other keys too."""
     if isinstance(context, RunSettings):
         return context
-    if isinstance(context, Mapping) and context and context.keys() <= _SETTING_NAMES:
+    if isinstance(context, Mapping) and not _SETTING_NAMES.isdisjoint(context):
+        check_setting_names(context)
         return RunSettings(**context)
     return DEFAULT_SETTINGS

@@ -151,7 +151,7 @@ class Store:
         while Redis was down or refusing writes): not ratable yet, rather than unknown."""
         with self._lock:
             return any(item[2] is not None and item[2][0] == request_id
-                       for item in self._pending)
+                       and item[2][1] is not None for item in self._pending)
 
     def check_writable(self) -> None:
         """Raise what Redis raises for a write (readiness); a success ends an outage."""

@@ -93,9 +93,13 @@ def request_id(configurable: Mapping[str, Any]) -> str:
     if chosen is None:
         return str(uuid.uuid4())
     namespace = configurable.get("checkpoint_ns") or ""
-    if "|" in namespace:  # ours is the last part; the parent's run of this graph, the rest
-        return f"{chosen}/{namespace.rsplit('|', 1)[0]}"
-    return chosen
+    if "|" not in namespace:
+        return chosen
+    run = namespace.rsplit("|", 1)[0]  # ours is the last part; the parent's run of us, the rest
+    if ":" not in run.rsplit("|", 1)[-1]:  # a subgraph that keeps its own thread
+        # (`checkpointer=True`) has no task id in its namespace: every run would share it
+        run = f"{run}:{uuid.uuid4()}"
+    return f"{chosen}/{run}"
 
 
 def chosen_thread_id(configurable: Mapping[str, Any]) -> str | None:

@@ -60,8 +60,8 @@ def _checked(item: Any, i: int) -> dict[str, Any]:
     if isinstance(content, str):
         # a tool may return nothing, and a model may answer "" (agent loops send both back);
         # LiteLLM fills empty turns in for providers that refuse them. A blank user or
-        # system turn is a caller's slip.
-        if not content.strip() and role in ("user", "system"):
+        # system (or developer) turn is a caller's slip.
+        if not content.strip() and role in ("user", "system", "developer"):
             raise BadRequest(f"messages[{i}].content: empty")
     elif isinstance(content, list):
         if not content:

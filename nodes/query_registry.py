@@ -34,7 +34,8 @@ def query_registry(
     filtered = filter_models(registry, ctx, limits, statuses, unavailable)
     policy = [m for m in registry.fallback_chain(ctx.domain) if m in filtered.soft_excluded]
     if not filtered.eligible and not policy:
-        rejection = NoEligibleModel(ctx, filtered.excluded | filtered.soft_excluded)
+        rejection = NoEligibleModel(ctx, filtered.excluded | filtered.soft_excluded,
+                                    transient=bool(filtered.waiting))
         record_rejection(services, state, str(rejection).splitlines()[0])
         raise rejection
     usable = set(filtered.eligible) | set(filtered.soft_excluded)

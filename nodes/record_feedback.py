@@ -107,4 +107,5 @@ def record_rejection(services: Services, state: SelectionState, reason: str) -> 
     now = datetime.fromtimestamp(services.clock(), tz=timezone.utc)
     services.feedback.append(feedback_record(
         {**state, "success": False, "stop_reason": "no_eligible_model",  # type: ignore[typeddict-item]
-         "attempts": [], "spent_usd": 0.0, "latency_ms": 0, "error": reason}, now))
+         "attempts": [], "spent_usd": 0.0, "latency_ms": 0, "error": reason}, now,
+        services.include_prompt))

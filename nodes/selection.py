@@ -11,22 +11,21 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from graph.circuit import passes_with_time
 from graph.context import TaskContext
 from graph.registry import Component, ModelEntry, Registry
 from nodes.scoring import Score, score_model
 
 
-TRANSIENT = ("circuit open", "circuit half-open", "cooling down", "status dead")
-"""Exclusions that pass with time (an open circuit, a cooldown, a model down)."""
-
-
 class NoEligibleModel(LookupError):
     """Nothing may serve the task; the message says why for every model."""
 
-    def __init__(self, ctx: TaskContext, excluded: Mapping[str, str]) -> None:
+    def __init__(self, ctx: TaskContext, excluded: Mapping[str, str],
+                 transient: bool = False) -> None:
         self.excluded = dict(excluded)
-        self.transient = any(r.startswith(TRANSIENT) for r in self.excluded.values())
-        """Whether the same request may pass later: a retry may succeed."""
+        self.transient = transient
+        """Whether the same request may pass later (a model that meets it is only
+        waiting: an open circuit, a cooldown, down by its last probe): worth a retry."""
         lines = "\n  ".join(f"{model}: {reason}" for model, reason in excluded.items())
         super().__init__(
             f"no model can serve task_type={ctx.task_type!r} domain={ctx.domain!r}; "
@@ -121,6 +120,8 @@ class Filtered:
     eligible: list[str] = field(default_factory=list)
     soft_excluded: dict[str, str] = field(default_factory=dict)
     excluded: dict[str, str] = field(default_factory=dict)
+    waiting: list[str] = field(default_factory=list)
+    """Excluded models that meet the request and only wait (see `_waits`)."""
 
 
 def filter_models(
@@ -147,6 +148,8 @@ def filter_models(
         )
         if reason is not None:
             out.excluded[model_id] = reason
+            if _waits(model, ctx, limits, reason):
+                out.waiting.append(model_id)
             continue
         reason = soft_exclusion(model, ctx)
         if reason is None:
@@ -154,6 +157,15 @@ def filter_models(
         else:
             out.soft_excluded[model_id] = reason
     return out
+
+
+def _waits(model: ModelEntry, ctx: TaskContext, limits: Limits, reason: str) -> bool:
+    """Whether the model is excluded only by live state that passes with time (an open
+    circuit, a cooldown, down by its last probe though the registry has it up), and meets
+    the request otherwise."""
+    live = passes_with_time(reason) or (reason == "status dead" and model.status != "dead")
+    return live and hard_exclusion(model, ctx, limits, model.status, None,
+                                   ctx.max_cost_usd) is None
 
 
 def rank(
@@ -196,7 +208,7 @@ def rank(
         (m, r) for m, r in filtered.soft_excluded.items() if m not in chosen
     )
     if not decision.chain:
-        raise NoEligibleModel(ctx, decision.excluded)
+        raise NoEligibleModel(ctx, decision.excluded, transient=bool(filtered.waiting))
     return decision
 
 

@@ -328,6 +328,12 @@ def test_a_request_no_model_may_try_raises_and_still_leaves_its_feedback_record(
     [record] = feedback(services)
     assert record["success"] is False and record["stop_reason"] == "no_eligible_model"
     assert record["error"].startswith("no model can serve task_type='code_fix'")
+    assert "prompt" not in record
+    services.include_prompt = True  # FEEDBACK_INCLUDE_PROMPT=1: kept on a rejection too
+    with pytest.raises(NoEligibleModel):
+        selection.invoke({"context": {**PORT_HEALER, "require_local": True}, "prompt": "x"},
+                         context=RunSettings(mock_responses={"*": "ok"}))
+    assert feedback(services)[-1]["prompt"] == "x"
 
 
 def test_a_clean_primary_is_called_without_an_admit_round_trip(selection, services, monkeypatch):

@@ -75,6 +75,48 @@ def test_each_selection_in_one_parent_thread_is_its_own_ratable_request(services
         assert services.store.rate(request, 0.5) is not None
 
 
+@pytest.mark.parametrize("keeps_its_thread", [False, True])
+def test_a_loop_over_the_selection_node_rates_each_run(services, keeps_its_thread):
+    """With `checkpointer=True` the namespace has no task id: every run shared one id."""
+    class Loop(TypedDict, total=False):
+        context: dict[str, Any]
+        prompt: str
+        response: str | None
+        turns: int
+
+    child = compile_graph(services, checkpointer=True if keeps_its_thread else None)
+    builder = StateGraph(Loop)
+    builder.add_node("sel", child)
+    builder.add_node("count", lambda s: {"turns": s.get("turns", 0) + 1})
+    builder.add_edge(START, "sel")
+    builder.add_edge("sel", "count")
+    builder.add_conditional_edges("count", lambda s: END if s["turns"] >= 2 else "sel")
+    builder.compile(checkpointer=InMemorySaver()).invoke(
+        {"context": PORT_HEALER, "prompt": "x"}, {"configurable": {"thread_id": "agent-1"}},
+        context=RunSettings(mock_responses={"*": "ok"}))
+    ids = [json.loads(line)["request_id"]
+           for line in services.feedback.path.read_text().splitlines()]
+    assert len(ids) == 2 and len(set(ids)) == 2 and all(i.startswith("agent-1/sel") for i in ids)
+
+
+def test_a_parent_whose_state_is_a_pydantic_model_embeds_it(services):
+    """Refusing every request that is not a dict refused a parent's state object."""
+    from pydantic import BaseModel
+
+    class AgentModel(BaseModel):
+        context: dict[str, Any]
+        prompt: str
+        response: str | None = None
+
+    builder = StateGraph(AgentModel)
+    builder.add_node("sel", compile_graph(services, checkpointer=None))
+    builder.add_edge(START, "sel")
+    builder.add_edge("sel", END)
+    out = builder.compile().invoke({"context": PORT_HEALER, "prompt": "x"},
+                                   context=RunSettings(mock_responses={"*": "ok"}))
+    assert out["response"] == "ok"  # the run passed (it raised BadRequest)
+
+
 def test_the_checkpointed_selection_graph_embeds_too(services, checkpointer, redis_client, prefix):
     """Embedded, LangGraph stores its steps with the parent's checkpointer, not in Redis."""
     child = compile_graph(services, checkpointer=checkpointer)

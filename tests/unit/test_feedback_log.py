@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -100,8 +101,15 @@ def test_a_write_in_progress_elsewhere_is_not_taken_for_a_torn_line(tmp_path):
     os.write(other, b'{"n":0,"big":"')
     opener = threading.Thread(target=FeedbackLog(path).append, args=({"n": 1},))
     opener.start()
-    opener.join(0.2)
-    assert opener.is_alive()  # waits for the write in progress
+    inode = os.fstat(other).st_ino
+    for _ in range(500):  # until the kernel lists the opener as waiting on our lock
+        with open("/proc/locks") as locks:
+            if any("->" in line and f":{inode} " in line for line in locks):
+                break
+        time.sleep(0.01)
+    else:
+        raise AssertionError("the opener never waited for the write in progress")
+    assert opener.is_alive()
     os.write(other, b'..."}\n')
     fcntl.flock(other, fcntl.LOCK_UN)
     os.close(other)

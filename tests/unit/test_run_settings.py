@@ -55,6 +55,9 @@ def test_a_node_reads_its_settings_from_the_context_or_takes_the_defaults():
     assert settings_of({"top_k": 2}) == mine  # a parent without a schema passes a dict on
     assert settings_of({"user_id": "u1"}) is DEFAULT_SETTINGS  # a parent's own context
     assert settings_of(object()) is DEFAULT_SETTINGS
+    # ours with a misspelt key: refused, not run on the defaults (its mocks unapplied)
+    with pytest.raises(TypeError, match="unknown RunSettings field\\(s\\) max_token$"):
+        settings_of({"mock_responses": {"*": "ok"}, "max_token": 64})
 
 
 def test_accepts_the_defaults_and_the_edges():

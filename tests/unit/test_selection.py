@@ -119,3 +119,22 @@ def test_tool_calling_comes_from_litellms_map_unless_the_registry_states_it():
     assert models["llama-3.3-70b-versatile"].tool_calling is True  # stated (the map lacks it)
     assert models["perplexity-sonar"].tool_calling is False  # neither: not assumed
     assert models["deepseek-coder-33b-instruct"].tool_calling is False
+
+
+def test_nothing_eligible_is_transient_only_when_a_model_that_meets_the_request_waits():
+    """Any open circuit among the reasons made it "worth retrying", even for a request
+    no model could ever meet."""
+    open_ = "circuit open until 2030-01-01T00:00:00Z"
+    waiting = {m: open_ for m in REG.models}
+    with pytest.raises(NoEligibleModel) as err:
+        decide(PORT_HEALER, unavailable=waiting)
+    assert err.value.transient
+    with pytest.raises(NoEligibleModel) as err:  # too big for every window: circuits or not
+        decide(PORT_HEALER, prompt_tokens=10**7, unavailable=waiting)
+    assert not err.value.transient
+    with pytest.raises(NoEligibleModel) as err:
+        decide(PORT_HEALER, unavailable={m: "unusable: auth" for m in REG.models})
+    assert not err.value.transient
+    with pytest.raises(NoEligibleModel) as err:  # down by the last probe: it may come back
+        decide(PORT_HEALER, statuses={m: "dead" for m in REG.models})
+    assert err.value.transient
