@@ -95,7 +95,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     try:
         # this run's log, as the report and the plot are this run's: a second run into the
         # same folder mixed its records with the first's
-        services.feedback.path.unlink(missing_ok=True)
+        if services.feedback.path.is_file():
+            services.feedback.path.unlink()
         services.feedback.check()
     except OSError as exc:
         raise ValueError(exc.strerror or str(exc)) from None

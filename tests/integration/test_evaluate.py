@@ -144,3 +144,12 @@ def test_metrics():
     assert hull([(0, 0.2), (1, 0.1), (2, 0.8), (3, 0.9)]) == [(0, 0.2), (2, 0.8), (3, 0.9)]
     assert aiq([(0.0, 0.5), (1.0, 1.0)], 0.0, 1.0) == pytest.approx(0.75, abs=1e-3)
     assert aiq([(0.5, 0.6)], 0.0, 1.0) == pytest.approx(0.6)
+
+
+def test_a_second_run_into_the_same_folder_keeps_only_its_own_feedback(env, tmp_path, capsys):
+    """The log was appended to: a second run mixed its records with the first's."""
+    for _ in range(2):
+        assert main(["evaluate", "--limit", "5", "--warmup", "0", "--policies", "cheapest",
+                     "--out", str(tmp_path), "--no-progress"]) == 0
+    lines = (tmp_path / "feedback-llmrouter.jsonl").read_text().splitlines()
+    assert len(lines) == 5
