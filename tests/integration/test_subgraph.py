@@ -29,14 +29,20 @@ def summarize(state: AgentState) -> dict[str, Any]:
     return {"summary": f"{state['model_used']}: {state['response']}"}
 
 
-def parent_graph(child):
+def chain_graph(*steps):
+    """A parent graph running the named steps in turn, checkpointed in memory."""
     builder = StateGraph(AgentState)
-    builder.add_node("select_and_call", child)
-    builder.add_node("summarize", summarize)
-    builder.add_edge(START, "select_and_call")
-    builder.add_edge("select_and_call", "summarize")
-    builder.add_edge("summarize", END)
+    previous = START
+    for name, step in steps:
+        builder.add_node(name, step)
+        builder.add_edge(previous, name)
+        previous = name
+    builder.add_edge(previous, END)
     return builder.compile(checkpointer=InMemorySaver())
+
+
+def parent_graph(child):
+    return chain_graph(("select_and_call", child), ("summarize", summarize))
 
 
 def test_runs_as_a_subgraph_under_the_parents_checkpointer(services):
@@ -57,13 +63,7 @@ def test_each_selection_in_one_parent_thread_is_its_own_ratable_request(services
     """Every selection in a parent's thread took the parent's thread id as its request id:
     their feedback records shared it, and only the latest could be rated."""
     child = compile_graph(services, checkpointer=None)
-    builder = StateGraph(AgentState)
-    builder.add_node("first", child)
-    builder.add_node("second", child)
-    builder.add_edge(START, "first")
-    builder.add_edge("first", "second")
-    builder.add_edge("second", END)
-    parent = builder.compile(checkpointer=InMemorySaver())
+    parent = chain_graph(("first", child), ("second", child))
     parent.invoke({"context": PORT_HEALER, "prompt": "free port 8080"},
                   {"configurable": {"thread_id": "agent-run-3"}},
                   context=RunSettings(mock_responses={"*": "fuser -k 8080/tcp"}))
