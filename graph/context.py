@@ -18,13 +18,23 @@ class TaskContext(BaseModel):
     names the field, so a typo in an agent never silently changes a routing decision.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+    # the attribute docstrings below are the fields' descriptions in every JSON schema
+    # (Studio's input form, the CrewAI tool's arguments an agent's model reads)
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True,
+                              use_attribute_docstrings=True)
 
     task_type: str = Field(min_length=1, pattern=r"^[a-z0-9_\-]+$")
-    """What the task is ('code_fix', 'query_optimization', ...); matched to capabilities."""
+    """What the task is, in snake_case, matched to the models' capabilities: e.g. code_fix,
+    bug_fix, shell_scripting, log_analysis, sql_generation, query_optimization,
+    code_refactor, framework_upgrade, dependency_update, security_audit
+    (`model-selector registry list` shows every model's)."""
     domain: Domain
+    """Which agent family asks: self_heal (fix what broke), optimize (make it faster or
+    cheaper), modernize (upgrade and migrate)."""
     complexity: Complexity
+    """How hard the task is: harder tasks weigh capability over cost."""
     priority: Priority
+    """How urgent: critical weighs latency and health over cost."""
 
     max_cost_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     """Budget for the whole request, all attempts together; inf would pass every model."""
@@ -35,12 +45,27 @@ class TaskContext(BaseModel):
     """Only models tagged `local` (data must not leave the platform)."""
 
     code_snippet: str | None = None
+    """Code the task is about (context for the agent; not sent to the model by itself)."""
     error_log: str | None = None
+    """The error the task is about (context; not sent to the model by itself)."""
     dependencies: tuple[str, ...] = ()
+    """Packages involved (a list, or one comma-separated string)."""
     keywords: tuple[str, ...] = ()
+    """Words that describe the task (a list, or one comma-separated string)."""
 
     agent_id: str = ""
+    """The asking agent's name, kept in the feedback record."""
     agent_category: str = ""
+    """The asking agent's category, kept in the feedback record."""
+
+    @field_validator("dependencies", "keywords", mode="before")
+    @classmethod
+    def _words(cls, value: object) -> object:
+        """A comma-separated string (as the CLI takes it, and as an agent's model often
+        writes a list) is split; a list passes as it is."""
+        if isinstance(value, str):
+            return tuple(word.strip() for word in value.split(",") if word.strip())
+        return value
 
     @field_validator("max_cost_usd", "max_latency_ms", mode="before")
     @classmethod

@@ -36,6 +36,16 @@ class ModelSelectorInput(TaskContext):
     system_prompt: str | None = Field(default=None, description="Optional system prompt.")
 
 
+def describe_invalid(exc: ValidationError | BadRequest) -> str:
+    """What is wrong with the arguments, field by field, for the agent's model to correct;
+    never the value sent (pydantic's own text echoes it: it could be a pasted key)."""
+    if isinstance(exc, BadRequest):
+        return f"model-selector: invalid request: {exc}"
+    problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
+                         for e in exc.errors())
+    return f"model-selector: invalid request: {problems}"
+
+
 def describe_failure(result: dict[str, Any]) -> str:
     """One readable string for an agent when no model served: why, and every attempt."""
     lines = [f"model-selector: no model served the request (stop_reason={result.get('stop_reason')})."]
@@ -83,7 +93,7 @@ class ModelSelectorTool(BaseTool):
         try:
             return self._answer(self._graph().invoke(self._request(kwargs), context=self.settings))
         except (ValidationError, BadRequest) as exc:
-            return f"model-selector: invalid request: {exc}"
+            return describe_invalid(exc)
         except NoEligibleModel as exc:
             return f"model-selector: {exc}"
 
@@ -93,6 +103,6 @@ class ModelSelectorTool(BaseTool):
             result = await self._graph().ainvoke(self._request(kwargs), context=self.settings)
             return self._answer(result)
         except (ValidationError, BadRequest) as exc:
-            return f"model-selector: invalid request: {exc}"
+            return describe_invalid(exc)
         except NoEligibleModel as exc:
             return f"model-selector: {exc}"

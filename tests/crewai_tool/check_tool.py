@@ -56,6 +56,16 @@ def check() -> None:
     except ValueError as exc:
         assert "domain" in str(exc), exc
 
+    # what an agent's model writes: a comma-separated list; the fields described for it
+    answer = tool.run(**{**HEALER, "keywords": "port, kill"}, prompt="Port 8080 is taken.")
+    assert answer == SCRIPT, answer
+    schema = tool.args_schema.model_json_schema()["properties"]
+    assert "shell_scripting" in schema["task_type"]["description"], schema["task_type"]
+    # a bad argument is named, its value never echoed (it could be a pasted key)
+    answer = tool._run(**{**HEALER, "max_cost_usd": "sk-abcdefghijklmnop12345"}, prompt="x")
+    assert answer.startswith("model-selector: invalid request: max_cost_usd: "), answer
+    assert "sk-abc" not in answer, answer
+
     no_sleep = dataclasses.replace(Services.from_env(), sleep=lambda _s: None)
     failing = ModelSelectorTool(settings=offline(Exception("provider down")),
                                 selection=compile_graph(no_sleep, None))

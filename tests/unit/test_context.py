@@ -41,3 +41,18 @@ def test_lists_are_not_shared_between_instances():
     assert a.keywords == () and b.keywords == ()
     with pytest.raises(ValidationError):
         a.keywords = ("mutated",)  # frozen
+
+
+def test_word_lists_take_a_comma_separated_string_as_agents_write_them():
+    """An agent's model sent "port, kill" and was refused with "a valid tuple"."""
+    ctx = TaskContext(**{**PORT_HEALER, "keywords": "port, kill,", "dependencies": "fastapi"})
+    assert (ctx.keywords, ctx.dependencies) == (("port", "kill"), ("fastapi",))
+    assert TaskContext(**{**PORT_HEALER, "keywords": ["a b"]}).keywords == ("a b",)
+
+
+def test_every_field_is_described_in_the_json_schema():
+    """What Studio's form and a CrewAI agent's model read: task_type had no description."""
+    fields = TaskContext.model_json_schema()["properties"]
+    assert all(spec.get("description") for spec in fields.values()), [
+        name for name, spec in fields.items() if not spec.get("description")]
+    assert "code_fix" in fields["task_type"]["description"]
