@@ -205,11 +205,15 @@ class RedisCircuits:
         self._reading: tuple[float, frozenset[str]] | None = None
         """When the last snapshot was taken and which models it held any record of; cleared
         by every write from this process."""
+        self._writes = 0
+        """Writes from this process so far: a snapshot taken before one (on another thread,
+        read after it) is not installed as the latest reading."""
 
     def _key(self, kind: str, model_id: str) -> str:
         return f"{self._prefix}model:{kind}:{model_id}"
 
     def _run(self, script: Script, model_id: str, *args: int | str) -> Any:
+        self._writes += 1
         self._reading = None  # this process changes (or, admitting, may change) a record
         keys = [self._key(kind, model_id) for kind in ("circuit", "cooldown", "unusable")]
         return script(keys=keys + self._shared, args=[_ms(self._clock()), model_id, *args])
@@ -257,12 +261,13 @@ class RedisCircuits:
 
     def snapshot(self, model_ids: Iterable[str]) -> dict[str, ModelAvailability]:
         """See `Circuits.snapshot`: one `HVALS` of the rows the write scripts keep current."""
-        now = self._clock()
-        blob = self._snapshot(keys=self._shared, args=[_ms(now), self._prefix])
-        return self.read_snapshot(blob, model_ids, now)
+        taken = (self._clock(), self._writes)
+        blob = self._snapshot(keys=self._shared, args=[_ms(taken[0]), self._prefix])
+        return self.read_snapshot(blob, model_ids, taken)
 
-    def queue_snapshot(self, pipe: redis.client.Pipeline) -> float:
-        """Add the snapshot to `pipe`, to be read with `read_snapshot`; returns its time.
+    def queue_snapshot(self, pipe: redis.client.Pipeline) -> tuple[float, int]:
+        """Add the snapshot to `pipe`, to be read with `read_snapshot`; returns when it was
+        taken (its time, and this process's writes by then).
 
         By SHA, not through the Script object: given a Script, a pipeline first asks Redis
         whether the script exists, one more round trip. A Redis that lost its scripts
@@ -271,22 +276,25 @@ class RedisCircuits:
         now = self._clock()
         pipe.evalsha(self._snapshot.sha, len(self._shared), *self._shared, _ms(now),
                      self._prefix)
-        return now
+        return now, self._writes
 
     def load_snapshot_script(self) -> None:
         """Load the snapshot script (after a NoScriptError from a queued snapshot)."""
         self._r.script_load(self._snapshot.script)
 
     def read_snapshot(self, blob: bytes | str, model_ids: Iterable[str],
-                      now: float) -> dict[str, ModelAvailability]:
-        """Parse a snapshot taken at `now`; reuses the rows parsed last time."""
+                      taken: tuple[float, int]) -> dict[str, ModelAvailability]:
+        """Parse a snapshot (`taken` as `queue_snapshot` says); reuses the rows parsed last
+        time. It becomes the latest reading only if this process wrote nothing since."""
+        now, writes = taken
         blob = _text(blob)
         known, rows, found = self._rows, {}, {}
         for line in blob.split("\n") if blob else ():
             model_id, availability = rows[line] = known.get(line) or _parse(line)
             found[model_id] = _as_of(availability, now)
         self._rows = rows
-        self._reading = (now, frozenset(found))
+        if writes == self._writes:
+            self._reading = (now, frozenset(found))
         return {model_id: found.get(model_id, AVAILABLE) for model_id in model_ids}
 
     def _known_clean(self, model_id: str, now: float) -> bool:

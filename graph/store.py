@@ -221,10 +221,10 @@ class Store:
             pipe = self.client.pipeline(transaction=False)
             if ids:
                 pipe.mget(self._health_keys(ids))
-            now = circuits.queue_snapshot(pipe)
+            taken = circuits.queue_snapshot(pipe)
             replies = pipe.execute()
             health = self._merge_health(ids, replies[0] if ids else [], defaults)
-            return Live(health, circuits.read_snapshot(replies[-1], ids, now), now)
+            return Live(health, circuits.read_snapshot(replies[-1], ids, taken), taken[0])
 
         def remote() -> Live:
             try:

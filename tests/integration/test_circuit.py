@@ -498,3 +498,16 @@ def test_admit_answers_from_a_fresh_clean_reading_without_a_round_trip(
     circuits.snapshot(["a"])
     circuits.cool_down("c", 5)  # any write from this process voids the reading
     assert round_trips(lambda: circuits.admit("a"), "clean") == 1
+
+
+def test_a_snapshot_taken_before_a_write_of_this_process_is_not_its_latest_reading(
+        make_redis: Callable[[], RedisCircuits], client: redis.Redis) -> None:
+    """One thread's snapshot, read after another thread opened a circuit, was installed
+    as the latest reading: `admit` answered "clean" from it, for an open circuit."""
+    circuits = make_redis()
+    pipe = client.pipeline(transaction=False)
+    taken = circuits.queue_snapshot(pipe)
+    [blob] = pipe.execute()  # thread A's snapshot: no record of m yet
+    open_circuit(circuits)  # thread B, meanwhile
+    circuits.read_snapshot(blob, ["m"], taken)  # thread A reads its (older) snapshot
+    assert circuits.admit("m") == "open"
