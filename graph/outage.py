@@ -37,6 +37,17 @@ def is_outage(exc: BaseException) -> bool:
         isinstance(exc, redis.ResponseError) and _REFUSED.search(str(exc)) is not None)
 
 
+POOL_EXHAUSTED = "No connection available."
+"""redis-py's word (a plain ConnectionError, sync and asyncio alike) when every connection
+of a blocking pool stayed busy for its whole wait: this process is overloaded, Redis is not
+down."""
+
+
+def pool_exhausted(exc: BaseException) -> bool:
+    """Whether the call never reached Redis because the pool had no connection to spare."""
+    return isinstance(exc, redis.ConnectionError) and str(exc) == POOL_EXHAUSTED
+
+
 RETRY_INTERVAL_S = 5.0
 """How long Redis is left alone after a failure. A hung Redis costs one socket timeout
 (1 s) per interval, so the interval is several times that."""
@@ -51,6 +62,7 @@ class Outage:
         self.clock = clock
         self._down_until: float | None = None
         self._failed_at: float | None = None
+        self._busy_said_at: float | None = None
 
     @property
     def resting(self) -> bool:
@@ -69,6 +81,19 @@ class Outage:
                         "every %.0f s", exc, self.retry_interval_s)
         self._failed_at = self.clock()
         self._down_until = self._failed_at + self.retry_interval_s
+
+    def busy(self, exc: Exception) -> None:
+        """A call the pool could not serve: that one call falls back, and nothing else
+        (under a burst, 250 concurrent runs, treating it as an outage switched the whole
+        process to its own state for 5 s, skipping checkpoints, while Redis was fine).
+        Said once per interval."""
+        now = self.clock()
+        if self._busy_said_at is None or now - self._busy_said_at >= self.retry_interval_s:
+            self._busy_said_at = now
+            log.warning("redis connection pool exhausted (%s): this process is overloaded; "
+                        "calls that found no connection were served from process memory "
+                        "(usage queued, checkpoints skipped). Add replicas, or raise "
+                        "graph.redis_conn.MAX_CONNECTIONS", exc)
 
     def retry_now(self) -> None:
         """End the rest: the next call tries Redis (a last flush at shutdown)."""
@@ -94,6 +119,9 @@ class Outage:
         try:
             result = await call()
         except redis.RedisError as exc:
+            if pool_exhausted(exc):
+                self.busy(exc)
+                return fallback
             if not is_outage(exc):
                 raise
             self.failed(exc)
@@ -108,6 +136,9 @@ class Outage:
             try:
                 result = call()
             except redis.RedisError as exc:
+                if pool_exhausted(exc):
+                    self.busy(exc)
+                    return fallback()
                 if not is_outage(exc):
                     raise
                 self.failed(exc)

@@ -54,7 +54,9 @@ class RedisTarget:
         """A new client; text replies for our own keys, bytes for the checkpointer.
 
         The pool blocks (up to `POOL_WAIT_S`) instead of failing when every connection is
-        busy, so a burst of concurrent requests queues rather than losing checkpoints.
+        busy, so a burst of concurrent requests queues rather than losing checkpoints; a
+        call that still finds none falls back alone (`graph.outage.Outage.busy`), without
+        taking Redis for down.
         """
         opts = _pool_options(decode, Retry)
         if self.url:

@@ -110,3 +110,34 @@ def test_an_answer_to_a_call_begun_before_a_failure_ends_no_outage(caplog):
     assert not outage.down
     assert [r.getMessage().split(" (")[0] for r in caplog.records] == [
         "redis unavailable", "redis answers again"]
+
+
+def test_an_exhausted_connection_pool_falls_back_for_that_call_only(caplog):
+    """Under a burst, the pool's "No connection available." was taken for an outage: the
+    whole process served from its own state for 5 s, skipping checkpoints."""
+    from graph.outage import Outage
+
+    now = [100.0]
+    outage = Outage(retry_interval_s=5.0, clock=lambda: now[0])
+
+    def exhausted():
+        raise redis.ConnectionError("No connection available.")
+
+    with caplog.at_level("WARNING", logger="graph.outage"):
+        assert outage.guard(exhausted, lambda: "local") == "local"
+        assert outage.guard(exhausted, lambda: "local") == "local"
+        assert not outage.down and not outage.resting
+        assert outage.guard(lambda: "remote", lambda: "local") == "remote"  # the next one
+
+        async def aexhausted():
+            raise redis.ConnectionError("No connection available.")
+
+        import asyncio
+
+        assert asyncio.run(outage.aguard(aexhausted, "local")) == "local"  # the checkpointer's
+        assert not outage.down
+    [warning] = caplog.records  # said once per interval
+    assert "connection pool exhausted" in warning.getMessage()
+    with pytest.raises(redis.ResponseError):  # a refusal of this call still propagates
+        outage.guard(lambda: (_ for _ in ()).throw(redis.ResponseError("WRONGTYPE x")),
+                     lambda: "local")
