@@ -301,7 +301,7 @@ def dispatch(args: argparse.Namespace) -> int:
         raise UserError(_one_line(exc)) from None
     except NoEligibleModel as exc:  # exit 1 when time may clear it (a circuit, a cooldown)
         if getattr(args, "json", False):
-            emit({"error": "no_eligible_model", "message": str(exc), "excluded": exc.excluded})
+            emit({"error": "no_eligible_model", "message": exc.summary, "excluded": exc.excluded})
             return 1 if exc.transient else 2
         raise UserError(str(exc), status=1 if exc.transient else 2) from None
     except (RegistryError, FileNotFoundError) as exc:

@@ -322,8 +322,7 @@ def _install_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(NoEligibleModel)
     async def no_model(_: Request, exc: NoEligibleModel) -> JSONResponse:
-        message = str(exc).split("\n", 1)[0].removesuffix("; excluded:")
-        return _error(409, "no_eligible_model", message, excluded=exc.excluded)
+        return _error(409, "no_eligible_model", exc.summary, excluded=exc.excluded)
 
     @app.exception_handler(RatingError)
     async def rating_refused(_: Request, exc: RatingError) -> JSONResponse:

@@ -36,7 +36,7 @@ def query_registry(
     if not filtered.eligible and not policy:
         rejection = NoEligibleModel(ctx, filtered.excluded | filtered.soft_excluded,
                                     transient=bool(filtered.waiting))
-        record_rejection(services, state, str(rejection).splitlines()[0])
+        record_rejection(services, state, rejection.summary)
         raise rejection
     usable = set(filtered.eligible) | set(filtered.soft_excluded)
     return {

@@ -26,11 +26,11 @@ class NoEligibleModel(LookupError):
         self.transient = transient
         """Whether the same request may pass later (a model that meets it is only
         waiting: an open circuit, a cooldown, down by its last probe): worth a retry."""
+        self.summary = (f"no model can serve task_type={ctx.task_type!r} "
+                        f"domain={ctx.domain!r}")
+        """The message's first line; `excluded` has the rest (the HTTP 409's message)."""
         lines = "\n  ".join(f"{model}: {reason}" for model, reason in excluded.items())
-        super().__init__(
-            f"no model can serve task_type={ctx.task_type!r} domain={ctx.domain!r}; "
-            f"excluded:\n  {lines}"
-        )
+        super().__init__(f"{self.summary}; excluded:\n  {lines}")
 
 
 @dataclass(frozen=True, slots=True)

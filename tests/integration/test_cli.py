@@ -219,6 +219,7 @@ def test_nothing_eligible_for_now_exits_1_and_json_gets_the_409_body(env, redis_
     assert out.returncode == 1, out.stderr
     body = json.loads(out.stdout)
     assert body["error"] == "no_eligible_model"
+    assert body["message"] == "no model can serve task_type='code_fix' domain='self_heal'"
     assert body["excluded"]["llama-3.3-70b-versatile"].startswith("circuit open until")
     out = cli(env, *SELECT)
     assert out.returncode == 1 and "no model can serve" in out.stderr
