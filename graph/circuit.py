@@ -202,21 +202,30 @@ class RedisCircuits:
         self._snapshot = client.register_script(circuit_lua.SNAPSHOT)
         self._rows: dict[str, tuple[str, ModelAvailability]] = {}
         """The last snapshot's rows, parsed: most rows do not change between requests."""
-        self._reading: tuple[float, frozenset[str]] | None = None
-        """When the last snapshot was taken and which models it held any record of; cleared
-        by every write from this process."""
+        self._reading: tuple[float, frozenset[str], int] | None = None
+        """When the last snapshot was taken, which models it held any record of, and this
+        process's write count then: any write since voids it."""
         self._writes = 0
-        """Writes from this process so far: a snapshot taken before one (on another thread,
-        read after it) is not installed as the latest reading."""
+        """Counted as each write starts and again as it ends (under `_count_lock`): a
+        snapshot taken while a write of this process was in flight, or before it, cannot
+        be read as newer than the write."""
+        self._count_lock = threading.Lock()
 
     def _key(self, kind: str, model_id: str) -> str:
         return f"{self._prefix}model:{kind}:{model_id}"
 
     def _run(self, script: Script, model_id: str, *args: int | str) -> Any:
-        self._writes += 1
-        self._reading = None  # this process changes (or, admitting, may change) a record
+        # this process changes (or, admitting, may change) a record: before and after
+        self._count_write()
         keys = [self._key(kind, model_id) for kind in ("circuit", "cooldown", "unusable")]
-        return script(keys=keys + self._shared, args=[_ms(self._clock()), model_id, *args])
+        try:
+            return script(keys=keys + self._shared, args=[_ms(self._clock()), model_id, *args])
+        finally:
+            self._count_write()
+
+    def _count_write(self) -> None:
+        with self._count_lock:
+            self._writes += 1
 
     def admit(self, model_id: str) -> Admission:
         """See `Circuits.admit`; answered without a round trip when `_known_clean`."""
@@ -285,7 +294,8 @@ class RedisCircuits:
     def read_snapshot(self, blob: bytes | str, model_ids: Iterable[str],
                       taken: tuple[float, int]) -> dict[str, ModelAvailability]:
         """Parse a snapshot (`taken` as `queue_snapshot` says); reuses the rows parsed last
-        time. It becomes the latest reading only if this process wrote nothing since."""
+        time. It is the latest reading, which `admit` trusts only while this process has
+        made no write since it was taken (nor had one in flight then)."""
         now, writes = taken
         blob = _text(blob)
         known, rows, found = self._rows, {}, {}
@@ -293,8 +303,7 @@ class RedisCircuits:
             model_id, availability = rows[line] = known.get(line) or _parse(line)
             found[model_id] = _as_of(availability, now)
         self._rows = rows
-        if writes == self._writes:
-            self._reading = (now, frozenset(found))
+        self._reading = (now, frozenset(found), writes)
         return {model_id: found.get(model_id, AVAILABLE) for model_id in model_ids}
 
     def _known_clean(self, model_id: str, now: float) -> bool:
@@ -308,8 +317,8 @@ class RedisCircuits:
         that window is missed, as one opening just after `admit` would be.
         """
         reading = self._reading
-        return (reading is not None and 0 <= now - reading[0] < READING_FRESH_S
-                and model_id not in reading[1])
+        return (reading is not None and reading[2] == self._writes
+                and 0 <= now - reading[0] < READING_FRESH_S and model_id not in reading[1])
 
 
 def _parse(line: str) -> tuple[str, ModelAvailability]:

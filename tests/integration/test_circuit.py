@@ -511,3 +511,25 @@ def test_a_snapshot_taken_before_a_write_of_this_process_is_not_its_latest_readi
     open_circuit(circuits)  # thread B, meanwhile
     circuits.read_snapshot(blob, ["m"], taken)  # thread A reads its (older) snapshot
     assert circuits.admit("m") == "open"
+
+
+def test_a_snapshot_taken_while_a_write_of_this_process_was_in_flight_is_not_trusted(
+        make_redis: Callable[[], RedisCircuits], client: redis.Redis) -> None:
+    """The count was raised only as a write started: a snapshot taken after that but
+    before the write reached Redis looked current, and admit answered "clean"."""
+    circuits = make_redis()
+    at_once = CircuitBreakerPolicy(failure_threshold=1, timeout_seconds=60)
+    script = circuits._failure
+    snapshots = []
+
+    def failure_after_a_snapshot(*args, **kwargs):  # thread A snapshots mid-write
+        pipe = client.pipeline(transaction=False)
+        taken = circuits.queue_snapshot(pipe)
+        snapshots.append((pipe.execute()[0], taken))
+        return script(*args, **kwargs)
+
+    circuits._failure = failure_after_a_snapshot
+    assert circuits.record_failure("m", at_once) == "open"  # thread B's write lands
+    blob, taken = snapshots[0]
+    circuits.read_snapshot(blob, ["m"], taken)  # A reads the older snapshot
+    assert circuits.admit("m") == "open"
