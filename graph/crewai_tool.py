@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 try:
     from crewai.tools import BaseTool
@@ -31,6 +31,10 @@ from nodes.selection import NoEligibleModel
 
 class ModelSelectorInput(TaskContext):
     """The tool's arguments: the task context's fields (so they never drift) and the prompt."""
+
+    # CrewAI validates the arguments itself and puts pydantic's text in the agent's
+    # transcript: without this, it quotes each bad value (a pasted key, say)
+    model_config = ConfigDict(**TaskContext.model_config, hide_input_in_errors=True)
 
     prompt: str = Field(min_length=1, description="What the chosen model is asked to do.")
     system_prompt: str | None = Field(default=None, description="Optional system prompt.")

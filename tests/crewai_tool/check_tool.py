@@ -61,8 +61,16 @@ def check() -> None:
     assert answer == SCRIPT, answer
     schema = tool.args_schema.model_json_schema()["properties"]
     assert "shell_scripting" in schema["task_type"]["description"], schema["task_type"]
-    # a bad argument is named, its value never echoed (it could be a pasted key)
-    answer = tool._run(**{**HEALER, "max_cost_usd": "sk-abcdefghijklmnop12345"}, prompt="x")
+    # a bad argument is named, its value never echoed (it could be a pasted key), on the
+    # paths CrewAI takes: its own validation before _run, and the agent's structured tool
+    pasted = {**HEALER, "max_cost_usd": "sk-abcdefghijklmnop12345", "prompt": "x"}
+    for call in (lambda: tool.run(**pasted), lambda: tool.to_structured_tool().invoke(pasted)):
+        try:
+            said = str(call())
+        except ValueError as exc:
+            said = str(exc)
+        assert "max_cost_usd" in said and "sk-abc" not in said, said
+    answer = tool._run(**pasted)
     assert answer.startswith("model-selector: invalid request: max_cost_usd: "), answer
     assert "sk-abc" not in answer, answer
 
