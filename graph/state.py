@@ -7,6 +7,7 @@ LangGraph's serializer keeps) until analyze_context turns them into chat dicts.
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
@@ -252,14 +253,18 @@ def check_setting_names(context: Mapping[Any, Any]) -> None:
 
 
 def settings_of(context: object) -> RunSettings:
-    """A node's run settings from its runtime context: `context=` of the run, or the
-    defaults when none was given, or when the context is a parent graph's own (this graph
-    embedded in one with a `context_schema` of its own, or a dict sharing no key with
-    RunSettings); a dict with their fields, as a parent without a schema passes one on,
-    is read as RunSettings, and refused if it has other keys too."""
+    """A node's run settings from its runtime context: `context=` of the run; a dict of
+    RunSettings fields alone, as a parent graph without a schema passes one on; else the
+    defaults (none given, or a parent graph's own context, which may share a name such as
+    `temperature`). A dict with a near-miss of a field's name (`max_token`) is refused: a
+    misspelt setting would leave the others, mocks included, unapplied."""
     if isinstance(context, RunSettings):
         return context
-    if isinstance(context, Mapping) and not _SETTING_NAMES.isdisjoint(context):
-        check_setting_names(context)
-        return RunSettings(**context)
+    if isinstance(context, Mapping) and context:
+        if context.keys() <= _SETTING_NAMES:
+            return RunSettings(**context)
+        misspelt = [k for k in context if isinstance(k, str) and k not in _SETTING_NAMES
+                    and difflib.get_close_matches(k, _SETTING_NAMES, n=1, cutoff=0.85)]
+        if misspelt:
+            check_setting_names({k: None for k in misspelt})
     return DEFAULT_SETTINGS

@@ -58,6 +58,8 @@ def test_a_node_reads_its_settings_from_the_context_or_takes_the_defaults():
     # ours with a misspelt key: refused, not run on the defaults (its mocks unapplied)
     with pytest.raises(TypeError, match="unknown RunSettings field\\(s\\) max_token$"):
         settings_of({"mock_responses": {"*": "ok"}, "max_token": 64})
+    # a parent's own context that shares a name with ours is the parent's: the defaults
+    assert settings_of({"user_id": "u1", "temperature": 0.7}) is DEFAULT_SETTINGS
 
 
 def test_accepts_the_defaults_and_the_edges():
