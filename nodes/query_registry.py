@@ -11,7 +11,7 @@ from graph.services import Services
 from graph.state import RunSettings, SelectionState, settings_of
 from nodes.availability import unavailable_reasons
 from nodes.record_feedback import record_rejection
-from nodes.selection import Limits, NoEligibleModel, filter_models
+from nodes.selection import Limits, NoEligibleModel, filter_models, waiting
 
 
 def query_registry(
@@ -35,7 +35,7 @@ def query_registry(
     policy = [m for m in registry.fallback_chain(ctx.domain) if m in filtered.soft_excluded]
     if not filtered.eligible and not policy:
         rejection = NoEligibleModel(ctx, filtered.excluded | filtered.soft_excluded,
-                                    transient=bool(filtered.waiting))
+                                    transient=waiting(registry, ctx, filtered, statuses))
         record_rejection(services, state, rejection.summary)
         raise rejection
     usable = set(filtered.eligible) | set(filtered.soft_excluded)

@@ -138,3 +138,20 @@ def test_nothing_eligible_is_transient_only_when_a_model_that_meets_the_request_
     with pytest.raises(NoEligibleModel) as err:  # down by the last probe: it may come back
         decide(PORT_HEALER, statuses={m: "dead" for m in REG.models})
     assert err.value.transient
+
+
+def test_a_waiting_model_without_its_key_here_does_not_make_a_refusal_transient(monkeypatch):
+    """A hosted model whose circuit another replica opened was counted as waiting, though
+    this process, without its key, can never call it."""
+    for model in REG.models.values():
+        if model.key_env:
+            monkeypatch.delenv(model.key_env, raising=False)
+    reasons = {m: ("circuit open until 2030-01-01T00:00:00Z" if REG.models[m].key_env
+                   else "unusable: auth") for m in REG.models}
+    with pytest.raises(NoEligibleModel) as err:
+        decide(PORT_HEALER, unavailable=reasons)
+    assert not err.value.transient
+    monkeypatch.setenv("GROQ_API_KEY", "gsk_test")  # llama-3.3-70b-versatile's
+    with pytest.raises(NoEligibleModel) as err:
+        decide(PORT_HEALER, unavailable=reasons)
+    assert err.value.transient
