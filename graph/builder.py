@@ -7,6 +7,7 @@ import functools
 import inspect
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from dataclasses import is_dataclass
 from typing import Any
 
 import redis
@@ -16,6 +17,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, GraphOutput
+from pydantic import BaseModel
 
 from graph.checkpoint import NEW_THREAD
 from graph.context import TaskContext
@@ -134,8 +136,8 @@ def _request(request: Any, config: RunnableConfig | None) -> Any:
     if request is None or isinstance(request, Command):
         return request  # a resume from the checkpoint
     if not isinstance(request, Mapping):
-        if embedded:  # a parent's state object (pydantic, dataclass): LangGraph reads it
-            return request
+        if embedded and (isinstance(request, BaseModel) or is_dataclass(request)):
+            return request  # a parent's state object: LangGraph reads its fields
         raise BadRequest(f"request: must be a dict ({', '.join(sorted(_REQUEST_KEYS))}), "
                          f"not {type(request).__name__}")
     unknown = request.keys() - _REQUEST_KEYS

@@ -150,8 +150,10 @@ class Store:
         """Whether a served mark of this request waits in this process's queue (served
         while Redis was down or refusing writes): not ratable yet, rather than unknown."""
         with self._lock:
-            return any(item[2] is not None and item[2][0] == request_id
-                       and item[2][1] is not None for item in self._pending)
+            for item in reversed(self._pending):  # the latest mark of the id decides
+                if item[2] is not None and item[2][0] == request_id:
+                    return item[2][1] is not None
+            return False
 
     def check_writable(self) -> None:
         """Raise what Redis raises for a write (readiness); a success ends an outage."""

@@ -180,3 +180,16 @@ def test_the_report_shows_a_circuit_as_routing_treats_it(redis_client, prefix):
     assert store.with_circuits(lambda c: c.admit(model)) == "probe"
     assert row()["circuit"] == "half_open"
     assert "probe in flight until" in row()["detail"]
+
+
+def test_a_queued_request_is_ratable_later_only_if_its_latest_mark_served(redis_client, prefix):
+    """A reused id whose latest request served nothing still read as 'queued, retry'."""
+    from graph.store import Served
+
+    store = Store(redis_client, prefix=prefix)
+    served = Served("gpt-4o-mini-self-heal", "self_heal", "code_fix")
+    store._queue_pending(("gpt-4o-mini-self-heal", "{}", ("r-1", served)))
+    assert store.queued_request("r-1") and not store.queued_request("r-2")
+    store._queue_pending(("gpt-4o-mini-self-heal", "{}", ("r-1", None)))  # served nothing
+    assert not store.queued_request("r-1")
+    store._pending.clear()

@@ -117,6 +117,18 @@ def test_a_parent_whose_state_is_a_pydantic_model_embeds_it(services):
     assert out["response"] == "ok"  # the run passed (it raised BadRequest)
 
 
+def test_a_string_sent_from_inside_a_parents_node_is_still_refused_naming_it(services):
+    """Inside a parent (a node passing its config on) any non-dict was let through, to
+    fail as LangGraph's 'Expected dict'."""
+    from nodes.conversation import BadRequest
+
+    child = compile_graph(services, checkpointer=None)
+    parent = chain_graph(("ask", lambda state, config: {"response": child.invoke("x", config)}))
+    with pytest.raises(BadRequest, match="^request: must be a dict .*not str"):
+        parent.invoke({"context": PORT_HEALER, "prompt": "x"},
+                      {"configurable": {"thread_id": uuid.uuid4().hex}})
+
+
 def test_the_checkpointed_selection_graph_embeds_too(services, checkpointer, redis_client, prefix):
     """Embedded, LangGraph stores its steps with the parent's checkpointer, not in Redis."""
     child = compile_graph(services, checkpointer=checkpointer)
