@@ -48,6 +48,10 @@ def pool_exhausted(exc: BaseException) -> bool:
     return isinstance(exc, redis.ConnectionError) and str(exc) == POOL_EXHAUSTED
 
 
+SHED_S = 1.0
+"""After a call found the pool exhausted, calls skip Redis this long: under a sustained
+overload each would otherwise wait the pool's full 5 s, several times a request."""
+
 RETRY_INTERVAL_S = 5.0
 """How long Redis is left alone after a failure. A hung Redis costs one socket timeout
 (1 s) per interval, so the interval is several times that."""
@@ -63,6 +67,7 @@ class Outage:
         self._down_until: float | None = None
         self._failed_at: float | None = None
         self._busy_said_at: float | None = None
+        self._shed_until = 0.0
 
     @property
     def resting(self) -> bool:
@@ -83,11 +88,12 @@ class Outage:
         self._down_until = self._failed_at + self.retry_interval_s
 
     def busy(self, exc: Exception) -> None:
-        """A call the pool could not serve: that one call falls back, and nothing else
-        (under a burst, 250 concurrent runs, treating it as an outage switched the whole
-        process to its own state for 5 s, skipping checkpoints, while Redis was fine).
-        Said once per interval."""
+        """A call the pool could not serve: it falls back, and so do the calls of the next
+        `SHED_S`, without waiting on the pool; Redis is not taken for down (under a burst,
+        250 concurrent runs, treating it as an outage switched the whole process to its own
+        state for 5 s, skipping checkpoints, while Redis was fine). Said once per interval."""
         now = self.clock()
+        self._shed_until = now + SHED_S
         if self._busy_said_at is None or now - self._busy_said_at >= self.retry_interval_s:
             self._busy_said_at = now
             log.warning("redis connection pool exhausted (%s): this process is overloaded; "
@@ -113,9 +119,9 @@ class Outage:
 
     async def aguard(self, call: Callable[[], Awaitable[T]], fallback: T) -> T:
         """`guard` for an awaited call, with a value to fall back on."""
-        if self.resting:
-            return fallback
         started = self.clock()
+        if self.resting or started < self._shed_until:
+            return fallback
         try:
             result = await call()
         except redis.RedisError as exc:
@@ -131,8 +137,8 @@ class Outage:
 
     def guard(self, call: Callable[[], T], fallback: Callable[[], T]) -> T:
         """`call()` unless Redis is resting or fails now; else `fallback()`."""
-        if not self.resting:
-            started = self.clock()
+        started = self.clock()
+        if not self.resting and started >= self._shed_until:
             try:
                 result = call()
             except redis.RedisError as exc:

@@ -193,3 +193,23 @@ def test_a_queued_request_is_ratable_later_only_if_its_latest_mark_served(redis_
     store._queue_pending(("gpt-4o-mini-self-heal", "{}", ("r-1", None)))  # served nothing
     assert not store.queued_request("r-1")
     store._pending.clear()
+
+
+def test_redis_py_still_says_an_exhausted_pool_in_the_words_outage_reads():
+    """`graph.outage.pool_exhausted` matches redis-py's message, which has no class."""
+    import redis
+
+    from graph.outage import pool_exhausted
+    from tests.conftest import REDIS_URL
+
+    pool = redis.BlockingConnectionPool.from_url(REDIS_URL, max_connections=1, timeout=0.05)
+    held = pool.get_connection()
+    try:
+        redis.Redis(connection_pool=pool).get("x")
+    except redis.ConnectionError as exc:
+        assert pool_exhausted(exc), exc
+    else:
+        raise AssertionError("a pool with no free connection answered")
+    finally:
+        pool.release(held)
+        pool.disconnect()

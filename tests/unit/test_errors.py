@@ -112,7 +112,7 @@ def test_an_answer_to_a_call_begun_before_a_failure_ends_no_outage(caplog):
         "redis unavailable", "redis answers again"]
 
 
-def test_an_exhausted_connection_pool_falls_back_for_that_call_only(caplog):
+def test_an_exhausted_connection_pool_sheds_calls_for_a_second_not_five(caplog):
     """Under a burst, the pool's "No connection available." was taken for an outage: the
     whole process served from its own state for 5 s, skipping checkpoints."""
     from graph.outage import Outage
@@ -125,9 +125,14 @@ def test_an_exhausted_connection_pool_falls_back_for_that_call_only(caplog):
 
     with caplog.at_level("WARNING", logger="graph.outage"):
         assert outage.guard(exhausted, lambda: "local") == "local"
+        assert not outage.down and not outage.resting  # Redis is not taken for down
+        # the next second's calls do not wait on the pool again (5 s each, several a request)
+        assert outage.guard(lambda: "remote", lambda: "local") == "local"
+        now[0] += 1.0
         assert outage.guard(exhausted, lambda: "local") == "local"
-        assert not outage.down and not outage.resting
-        assert outage.guard(lambda: "remote", lambda: "local") == "remote"  # the next one
+        now[0] += 1.0
+        assert outage.guard(lambda: "remote", lambda: "local") == "remote"
+        now[0] += 1.0
 
         async def aexhausted():
             raise redis.ConnectionError("No connection available.")
@@ -138,6 +143,7 @@ def test_an_exhausted_connection_pool_falls_back_for_that_call_only(caplog):
         assert not outage.down
     [warning] = caplog.records  # said once per interval
     assert "connection pool exhausted" in warning.getMessage()
+    now[0] += 1.0
     with pytest.raises(redis.ResponseError):  # a refusal of this call still propagates
         outage.guard(lambda: (_ for _ in ()).throw(redis.ResponseError("WRONGTYPE x")),
                      lambda: "local")
