@@ -95,8 +95,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     try:
         # this run's log, as the report and the plot are this run's: a second run into the
         # same folder mixed its records with the first's
-        if services.feedback.path.is_file():
-            services.feedback.path.unlink()
+        log = services.feedback.path
+        if args.data and log.is_file() and Path(args.data).resolve() == log.resolve():
+            raise ValueError(f"--data {args.data}: is where this run writes its feedback "
+                             "log; give --out another folder")
+        if log.is_file():
+            log.unlink()
         services.feedback.check()
     except OSError as exc:
         raise ValueError(exc.strerror or str(exc)) from None

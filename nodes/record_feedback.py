@@ -58,8 +58,8 @@ def feedback_record(state: SelectionState, now: datetime,
         "error": state.get("error"),
     }
     if include_prompt:  # a key pasted into a prompt is redacted here too
-        record["prompt"] = redact_all(state.get("prompt"))
-        record["messages"] = redact_all(state.get("messages"))
+        record["prompt"], record["messages"] = redact_all(
+            [state.get("prompt"), state.get("messages")])
     return record
 
 
