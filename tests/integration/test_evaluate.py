@@ -153,3 +153,19 @@ def test_a_second_run_into_the_same_folder_keeps_only_its_own_feedback(env, tmp_
                      "--out", str(tmp_path), "--no-progress"]) == 0
     lines = (tmp_path / "feedback-llmrouter.jsonl").read_text().splitlines()
     assert len(lines) == 5
+
+
+def test_data_that_is_the_log_a_run_starts_afresh_is_refused_not_deleted(env, tmp_path,
+                                                                        capsys):
+    import gzip
+
+    from graph.evaluate import fleet_dir
+
+    data = tmp_path / "feedback-llmrouter.jsonl"
+    with gzip.open(fleet_dir("llmrouter") / "test.jsonl.gz", "rt") as fh:
+        data.write_text("".join(fh.readline() for _ in range(5)))
+    before = data.read_text()
+    assert main(["evaluate", "--data", str(data), "--warmup", "0", "--policies", "cheapest",
+                 "--out", str(tmp_path), "--no-progress"]) == 2
+    assert "is where this run writes its feedback log" in capsys.readouterr().err
+    assert data.read_text() == before
