@@ -54,7 +54,8 @@ def add_parser(sub: Any, commands: dict[str, Any]) -> None:
                         "(default: the whole train split; 0: start cold)")
     p.add_argument("--concurrency", type=count, default=4)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="evaluation", help="folder for the JSON report, the PNG plot and the run's feedback log")
+    p.add_argument("--out", default="evaluation",
+                   help="folder for the JSON report, the PNG plot and the run's feedback log")
     p.add_argument("--no-progress", action="store_true")
     commands["evaluate"] = cmd_evaluate
 

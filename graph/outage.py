@@ -117,20 +117,30 @@ class Outage:
         log.info("redis answers again")
         self._down_until = None
 
+    def _skipped(self, now: float) -> bool:
+        """Whether a call begun now goes to process memory without trying Redis."""
+        return self.resting or now < self._shed_until
+
+    def _absorbed(self, exc: redis.RedisError) -> bool:
+        """Record a failed call; False when it is this call's own error, to re-raise."""
+        if pool_exhausted(exc):
+            self.busy(exc)
+        elif is_outage(exc):
+            self.failed(exc)
+        else:
+            return False
+        return True
+
     async def aguard(self, call: Callable[[], Awaitable[T]], fallback: T) -> T:
         """`guard` for an awaited call, with a value to fall back on."""
         started = self.clock()
-        if self.resting or started < self._shed_until:
+        if self._skipped(started):
             return fallback
         try:
             result = await call()
         except redis.RedisError as exc:
-            if pool_exhausted(exc):
-                self.busy(exc)
-                return fallback
-            if not is_outage(exc):
+            if not self._absorbed(exc):
                 raise
-            self.failed(exc)
             return fallback
         self.answered(started)
         return result
@@ -138,17 +148,13 @@ class Outage:
     def guard(self, call: Callable[[], T], fallback: Callable[[], T]) -> T:
         """`call()` unless Redis is resting or fails now; else `fallback()`."""
         started = self.clock()
-        if not self.resting and started >= self._shed_until:
-            try:
-                result = call()
-            except redis.RedisError as exc:
-                if pool_exhausted(exc):
-                    self.busy(exc)
-                    return fallback()
-                if not is_outage(exc):
-                    raise
-                self.failed(exc)
-            else:
-                self.answered(started)
-                return result
-        return fallback()
+        if self._skipped(started):
+            return fallback()
+        try:
+            result = call()
+        except redis.RedisError as exc:
+            if not self._absorbed(exc):
+                raise
+            return fallback()
+        self.answered(started)
+        return result

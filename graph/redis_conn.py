@@ -11,7 +11,6 @@ import atexit
 import fcntl
 import functools
 import logging
-import os
 import shutil
 import time
 import urllib.parse

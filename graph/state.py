@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Annotated, Any
 
@@ -244,10 +244,10 @@ _SETTING_NAMES = frozenset(f.name for f in fields(RunSettings))
 DEFAULT_SETTINGS = RunSettings()
 
 
-def check_setting_names(context: Mapping[Any, Any]) -> None:
-    """Refuse a dict meant as RunSettings with a key they lack, naming it (a misspelt
-    field would leave the rest, mocks included, unapplied)."""
-    unknown = [str(k) for k in context if k not in _SETTING_NAMES]
+def check_setting_names(names: Iterable[Any]) -> None:
+    """Refuse the keys of a dict meant as RunSettings that they lack, naming them (a
+    misspelt field would leave the rest, mocks included, unapplied)."""
+    unknown = [str(k) for k in names if k not in _SETTING_NAMES]
     if unknown:
         raise TypeError(f"context: unknown RunSettings field(s) {', '.join(sorted(unknown))}")
 
@@ -265,6 +265,5 @@ def settings_of(context: object) -> RunSettings:
             return RunSettings(**context)
         misspelt = [k for k in context if isinstance(k, str) and k not in _SETTING_NAMES
                     and difflib.get_close_matches(k, _SETTING_NAMES, n=1, cutoff=0.85)]
-        if misspelt:
-            check_setting_names({k: None for k in misspelt})
+        check_setting_names(misspelt)
     return DEFAULT_SETTINGS

@@ -162,8 +162,8 @@ def _tool(item: Any, i: int) -> dict[str, Any]:
 
 
 TOOL_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-"""OpenAI's rule for function names, which Anthropic and Gemini share; a name outside it
-was refused by every model of the chain."""
+"""OpenAI's rule for function names (Anthropic's is the same); a name outside it was
+refused by every model of the chain."""
 
 
 TOOL_CHOICES = ("auto", "none", "required")

@@ -247,9 +247,10 @@ def from_feedback(path: str | Path) -> tuple[list[Record], FeedbackSummary]:
     it gets its mean score, cost and latency. A rating line (`"type": "rating"`) sets the
     score of the served request line with its `request_id` to its `user_feedback`; the
     last rating of a request wins. Lines without a prompt or a model (a request no model
-    was called on), the caller's bad requests, ratings of a request not in the log (or logged without a prompt), and torn
-    lines (not JSON) are counted and skipped; a JSON line that is neither a request nor a
-    rating, or one whose fields have the wrong types, is an error naming the line.
+    was called on), the caller's bad requests, ratings of a request not in the log (or
+    logged without a prompt), and torn lines (not JSON) are counted and skipped; a JSON
+    line that is neither a request nor a rating, or one whose fields have the wrong types,
+    is an error naming the line.
     """
     path = Path(path)
     entries: list[Entry] = []
