@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import is_dataclass
@@ -17,7 +18,7 @@ from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph import END, START, StateGraph
 from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, GraphOutput
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from graph.checkpoint import NEW_THREAD
 from graph.context import TaskContext
@@ -28,10 +29,16 @@ from nodes import llm
 from nodes.analyze_context import analyze_context, chosen_thread_id
 from nodes.call_model import acall_model, call_model
 from nodes.conversation import BadRequest, check_tools
-from nodes.next_fallback import anext_fallback, next_fallback, route_after_call, route_after_fallback
+from nodes.next_fallback import (anext_fallback, next_fallback, route_after_call,
+                                 route_after_fallback)
 from nodes.query_registry import query_registry
 from nodes.record_feedback import record_feedback
 from nodes.score import score
+
+log = logging.getLogger(__name__)
+
+REFUSED = (BadRequest, ValidationError)
+"""What a refused request raises: our own checks, and pydantic's of its TaskContext."""
 
 NAME = "model_selector"
 
@@ -182,6 +189,11 @@ def _as_v1(out: GraphOutput) -> Any:
     return {**value, "__interrupt__": list(out.interrupts)}  # the key LangGraph documents
 
 
+def _not_deleted(exc: Exception) -> None:
+    log.warning("a refused request's checkpoint was not deleted (%s): it expires with its TTL",
+                type(exc).__name__)
+
+
 class SelectionGraph(CompiledStateGraph):
     """A compiled graph that gives each run a fresh thread id when the caller has none,
     and takes ratings of the answers it served (`rate`).
@@ -200,6 +212,9 @@ class SelectionGraph(CompiledStateGraph):
         if self.checkpointer not in (None, False, True):
             config = _with_thread(config)
             self._check_resumable(input, config)
+            if config["configurable"].get(NEW_THREAD):
+                return self._forgetting_refused(
+                    super().stream(_request(input, config), config, **kwargs), config)
         return super().stream(_request(input, config), config, **kwargs)
 
     def astream(self, input: Any, config: RunnableConfig | None = None,  # noqa: A002, D102
@@ -209,7 +224,35 @@ class SelectionGraph(CompiledStateGraph):
             config = _with_thread(config)
             if self._resuming(input):  # checked with an awaited read, not a blocking one
                 return self._astream_resumed(input, config, **kwargs)
+            if config["configurable"].get(NEW_THREAD):
+                return self._aforgetting_refused(
+                    super().astream(_request(input, config), config, **kwargs), config)
         return super().astream(_request(input, config), config, **kwargs)
+
+    def _forgetting_refused(self, chunks: Iterator[Any], config: RunnableConfig) -> Iterator[Any]:
+        """A refused request leaves no checkpoint on the thread minted for it: the caller
+        never learns its id, and the checkpoint would keep the refused input (a key pasted
+        into a message, say) until its TTL."""
+        try:
+            yield from chunks
+        except REFUSED:
+            try:
+                self.checkpointer.delete_thread(config["configurable"]["thread_id"])
+            except (NotImplementedError, redis.RedisError) as exc:
+                _not_deleted(exc)
+            raise
+
+    async def _aforgetting_refused(self, chunks: AsyncIterator[Any],
+                                   config: RunnableConfig) -> AsyncIterator[Any]:
+        try:
+            async for chunk in chunks:
+                yield chunk
+        except REFUSED:
+            try:
+                await self.checkpointer.adelete_thread(config["configurable"]["thread_id"])
+            except (NotImplementedError, redis.RedisError) as exc:
+                _not_deleted(exc)
+            raise
 
     async def _astream_resumed(self, input: Any, config: RunnableConfig,
                                **kwargs: Any) -> AsyncIterator[Any]:

@@ -52,7 +52,8 @@ def describe_invalid(exc: ValidationError | BadRequest) -> str:
 
 def describe_failure(result: dict[str, Any]) -> str:
     """One readable string for an agent when no model served: why, and every attempt."""
-    lines = [f"model-selector: no model served the request (stop_reason={result.get('stop_reason')})."]
+    stop = result.get("stop_reason")
+    lines = [f"model-selector: no model served the request (stop_reason={stop})."]
     for a in result.get("attempts") or []:
         outcome = "ok" if a["ok"] else f"{a['error_class']}: {a['error']}"
         lines.append(f"- {a['model_id']} try {a['try_no']}: {outcome}")

@@ -30,13 +30,15 @@ def probe(model: ModelEntry, timeout_s: float = PROBE_TIMEOUT_S) -> str:
         return "dead"
 
 
-def probe_all(registry: Registry, store: Store, timeout_s: float = PROBE_TIMEOUT_S) -> dict[str, str]:
+def probe_all(registry: Registry, store: Store,
+              timeout_s: float = PROBE_TIMEOUT_S) -> dict[str, str]:
     """Probe every model that has a URL, in parallel, and cache the results."""
     targets = [m for m in registry.models.values() if m.health_check_url]
     if not targets:
         return {}
     with ThreadPoolExecutor(max_workers=min(16, len(targets))) as pool:
-        results = dict(zip((m.id for m in targets), pool.map(lambda m: probe(m, timeout_s), targets)))
+        replies = pool.map(lambda m: probe(m, timeout_s), targets)
+        results = dict(zip((m.id for m in targets), replies))
     for model_id, status in results.items():
         store.update_health(model_id, status)
     return results

@@ -161,8 +161,10 @@ def _others_connected(server: Any, settle_s: float = 0.25) -> bool:
     return False
 
 
-URL_FORM = ("redis://[[user]:password@]host[:port][/db], rediss://... or "
-            "unix://[[user]:password@]/path?db=N; percent-encode / # ? @ : in a password")
+URL_FORM = ("redis:// or rediss:// followed by [[user]:password@]host[:port][/db], or unix:// "
+            "followed by [[user]:password@]/path?db=N; percent-encode / # ? @ : in a password")
+"""Worded so that `redact`, which every reported error passes, leaves it whole: written as
+one URL, its placeholder `password` read as a password."""
 
 
 def check_url(url: str) -> None:

@@ -200,6 +200,7 @@ async def _close(rt: Runtime) -> None:
         saver.sync.client.connection_pool.disconnect()
         await saver.async_.client.aclose(close_connection_pool=True)
     redis_conn.stop_embedded()  # without REDIS_URL: saved now, as exit hooks may not run
+    await asyncio.to_thread(telemetry.flush)  # the last requests' spans, for the same reason
 
 
 def _error(status: int, error: str, message: str, **extra: Any) -> JSONResponse:
@@ -280,6 +281,9 @@ def _over(limit: int) -> str:
     return f"request body over {limit} bytes (MAX_REQUEST_BYTES)"
 
 
+FASTAPI_UNREADABLE_BODY = "There was an error parsing the body"
+"""FastAPI's 400 when the body's bytes are not text its JSON reader decodes (UTF-8/16/32)."""
+
 _HTTP_ERRORS = {400: "bad_body", 404: "not_found", 405: "method_not_allowed",
                 413: "request_too_large"}
 
@@ -297,8 +301,11 @@ def _install_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         """Routing errors (404, 405) in the same shape as every other error."""
+        message = str(exc.detail)
+        if exc.status_code == 400 and message == FASTAPI_UNREADABLE_BODY:
+            message = "request body: not text in UTF-8 (JSON must be; UTF-16/32 are also read)"
         response = _error(exc.status_code, _HTTP_ERRORS.get(exc.status_code, "http_error"),
-                          str(exc.detail))
+                          message)
         response.headers.update(exc.headers or {})  # 405's Allow
         return response
 

@@ -37,8 +37,24 @@ SELECTOR_CANDIDATES = "model_selector.candidates"
 SELECTOR_EXCLUDED = "model_selector.excluded"
 SELECTOR_ACTION = "model_selector.action"
 SELECTOR_STOP = "model_selector.stop_reason"
+SELECTOR_SUCCESS = "model_selector.success"
+SELECTOR_REQUEST = "model_selector.request_id"
 
 tracer = trace.get_tracer("model_selector")
+
+
+def mark_failed(span: trace.Span, error_class: str) -> None:
+    """Error status, so backends that filter on it find the span. No exception event: a
+    provider's message may carry a key; its redacted text is in the run's `attempts`."""
+    span.set_status(trace.Status(trace.StatusCode.ERROR, error_class))
+
+
+def flush(timeout_s: float = 5.0) -> None:
+    """Export the spans still batched. For a server stopping: uvicorn re-raises SIGTERM
+    after its shutdown, so the SDK's exit hook, which would flush them, never runs."""
+    force_flush = getattr(trace.get_tracer_provider(), "force_flush", None)
+    if force_flush is not None:  # the API's no-op provider has none
+        force_flush(int(timeout_s * 1000))
 
 
 _EXPORTERS = {
@@ -87,6 +103,6 @@ def setup_telemetry() -> bool:
              or "service.name=" in os.environ.get("OTEL_RESOURCE_ATTRIBUTES", ""))
     resource = Resource.create({} if named else {SERVICE_NAME: "model-selector"})
     provider = TracerProvider(resource=resource)
-    provider.add_span_processor(BatchSpanProcessor(exporter()))  # flushed at exit
+    provider.add_span_processor(BatchSpanProcessor(exporter()))  # flushed at exit, or flush()
     trace.set_tracer_provider(provider)
     return True

@@ -138,6 +138,7 @@ def _settle_failure(services: Services, state: SelectionState, model: ModelEntry
         failure = replace(failure, action="next")  # its tries are spent: the action taken
     span.set_attribute(tm.ERROR_TYPE, failure.error_class)
     span.set_attribute(tm.SELECTOR_ACTION, failure.action)
+    tm.mark_failed(span, failure.error_class)
     on_failure(services, state, model, failure)
     return _failed(state, model.id, exc, failure, int((services.clock() - started) * 1000))
 

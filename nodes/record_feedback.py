@@ -99,6 +99,10 @@ def record_feedback(
         span.set_attribute(tm.COST_USD, record["cost_usd"])
         span.set_attribute(tm.LATENCY_MS, record["latency_ms"])
         span.set_attribute(tm.ATTEMPT, len(attempts))
+        span.set_attribute(tm.SELECTOR_SUCCESS, record["success"])
+        span.set_attribute(tm.SELECTOR_REQUEST, record["request_id"] or "")
+        if not record["success"]:
+            tm.mark_failed(span, str(record["stop_reason"]))
     return result
 
 

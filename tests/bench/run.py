@@ -716,9 +716,16 @@ RSS_GROWTH_LIMIT_KB = 1024
 
 
 ISSUE_BARE_P50_MS = 1.6
-"""Bare `litellm.completion` p50 as the issue measured it when it set the absolute limits:
-the notes give each absolute figure against this run's own baseline too (shared machines
-run 1.5-2x slower at times)."""
+"""Bare `litellm.completion` p50 as the issue measured it when it set its two limits in ms
+(Router's overhead + 1 ms; 4 ms). The issue asks for ratios against the same run's
+baselines, as shared machines run 1.5-2x slower at times: each of those limits is judged
+twice, as written and in units of this run's bare LiteLLM (the 1 ms is 0.625 of the issue's
+bare call, the 4 ms 2.5)."""
+
+
+def scaled_ms(limit_ms: float, bare_p50_ms: float) -> float:
+    """`limit_ms` of the issue's machine, on this run's: the same share of a bare call."""
+    return limit_ms * bare_p50_ms / ISSUE_BARE_P50_MS
 
 
 def evaluate_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -737,16 +744,26 @@ def evaluate_targets(result: dict[str, Any]) -> list[dict[str, Any]]:
             add(f"selection p99 at {sel[key]['models']} models", v, limit, "ms <=", v <= limit)
     mem = result.get("in_memory")
     if mem:
-        v = mem["graph"]["overhead_p50_ms"]
-        limit = round(mem["router"]["overhead_p50_ms"] + 1.0, 4)
-        add("graph overhead <= Router overhead + 1 ms (p50, in-memory)", v, limit, "ms <=",
-            v <= limit)
+        v, router = mem["graph"]["overhead_p50_ms"], mem["router"]["overhead_p50_ms"]
+        bare = mem["bare_litellm"]["p50_ms"]
+        name = "graph overhead <= Router overhead + 1 ms (p50, in-memory)"
+        limit = round(router + 1.0, 4)
+        add(name + ", as written", v, limit, "ms <=", v <= limit)
+        limit = round(router + scaled_ms(1.0, bare), 4)
+        add(name + ", 1 ms scaled", v, limit, "ms <=", v <= limit,
+            f"the 1 ms as {1.0 / ISSUE_BARE_P50_MS:.3f}x this run's bare LiteLLM p50 "
+            f"({bare:.3f} ms): graph {1 + v / bare:.3f}x bare against Router's "
+            f"{1 + router / bare:.3f}x + {1.0 / ISSUE_BARE_P50_MS:.3f}")
     cp = result.get("checkpointed")
     if cp:
         v, bare = cp["exit"]["overhead_p50_ms"], cp["bare_litellm"]["p50_ms"]
-        add("overhead with Redis checkpoints, durability exit (p50)", v, 4.0, "ms <=", v <= 4.0,
-            f"{v / bare:.2f}x this run's bare LiteLLM p50 ({bare:.2f} ms); the issue's 4 ms was "
-            f"{4.0 / ISSUE_BARE_P50_MS:.2f}x the {ISSUE_BARE_P50_MS} ms it measured")
+        name = "overhead with Redis checkpoints, durability exit (p50)"
+        add(name + ", as written", v, 4.0, "ms <=", v <= 4.0)
+        limit = round(scaled_ms(4.0, bare), 4)
+        add(name + ", 4 ms scaled", v, limit, "ms <=", v <= limit,
+            f"{v / bare:.2f}x this run's bare LiteLLM p50 ({bare:.3f} ms) against the "
+            f"{4.0 / ISSUE_BARE_P50_MS:.2f}x that 4 ms was of the {ISSUE_BARE_P50_MS} ms "
+            "the issue measured")
     tp = result.get("throughput")
     if tp:
         rows = [r for r in tp["rows"] if r["concurrency"] == 100]

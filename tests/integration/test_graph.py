@@ -241,6 +241,57 @@ def test_bad_input_is_rejected_naming_the_field(selection):
         selection.invoke({"context": PORT_HEALER, "prompt": "  "})
 
 
+@pytest.mark.parametrize("durability", ["exit", "sync"])
+@pytest.mark.parametrize("refused", [
+    {"context": PORT_HEALER, "messages": [{"role": "robot", "content": "sk-pasted-key-123"}]},
+    {"context": {**PORT_HEALER, "priority": "asap"}, "prompt": "sk-pasted-key-123"},
+])
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_a_refused_request_leaves_no_checkpoint(selection, prefix, durability, refused,
+                                                asynchronous):
+    """Its thread id is never returned, and the checkpoint kept the refused input."""
+    import asyncio
+
+    from pydantic import ValidationError
+
+    from nodes.conversation import BadRequest
+
+    with pytest.raises((BadRequest, ValidationError)):
+        if asynchronous:
+            asyncio.run(selection.ainvoke(refused, durability=durability))
+        else:
+            selection.invoke(refused, durability=durability)
+    assert _keys_holding("pasted", f"{prefix}lg") == []
+    selection.invoke({"context": PORT_HEALER, "prompt": "sk-pasted-key-123"},
+                     context=RunSettings(mock_responses={"*": "ok"}), durability=durability)
+    assert _keys_holding("pasted", f"{prefix}lg")  # the check can see one
+
+
+def _keys_holding(text: str, prefix: str) -> list[bytes]:
+    """Keys whose value holds `text`, blobs decoded (the saver stores base64 msgpack)."""
+    import base64
+
+    import redis
+
+    from tests.conftest import REDIS_URL
+
+    binary = redis.Redis.from_url(REDIS_URL)
+    found = []
+    for key in binary.scan_iter(match=f"{prefix}*"):
+        kind = binary.type(key)
+        values = ([binary.get(key)] if kind == b"string" else
+                  list(binary.hgetall(key).values()) if kind == b"hash" else [])
+        for value in filter(None, values):
+            try:
+                value += base64.b64decode(json.loads(value).get("d") or "")
+            except (ValueError, AttributeError):
+                pass  # not a blob
+            if text.encode() in value:
+                found.append(key)
+    binary.close()
+    return found
+
+
 @pytest.mark.parametrize(("policy", "message"), [
     ("bogus", "policy: unknown policy 'bogus' (known: spec, cheapest, random, learned, learned-quality, model:<id>)"),
     ("model:nope", "policy: 'model:nope' pins a model the registry does not have"),

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import http.server
+import json
+import signal
+import socket
+import subprocess
 import sys
 import threading
+import time
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from graph import telemetry
 from tests.integration.test_cli import cli, env  # noqa: F401  # env is a fixture
+from tests.integration.test_service import REQUEST
 
 RUN = ["run", "--task-type", "code_fix", "--domain", "self_heal", "--complexity", "simple",
        "--priority", "critical", "--prompt", "free port 8080", "--mock-response", "ok"]
@@ -82,3 +89,50 @@ def test_a_missing_exporter_names_the_package(monkeypatch):
                         None)  # what an uninstalled package looks like to import
     with pytest.raises(ValueError, match="needs opentelemetry-exporter-otlp-proto-http: pip"):
         telemetry.setup_telemetry()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _ready(port: int, server: subprocess.Popen, deadline: float) -> None:
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            pass
+        assert server.poll() is None and time.monotonic() < deadline, "service never ready"
+        time.sleep(0.2)
+
+
+def test_service_exports_its_last_spans_when_stopped(env, collector):  # noqa: F811
+    """uvicorn re-raises SIGTERM after its shutdown, so the SDK's exit hook never flushed
+    the batch: every rollout lost the spans of the requests just before it."""
+    endpoint, posts = collector
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "graph.service:app", "--port", str(port)],
+        env={**env, "OTEL_EXPORTER_OTLP_ENDPOINT": endpoint, "HEALTH_PROBE_INTERVAL_S": "0",
+             "OTEL_BSP_SCHEDULE_DELAY": "600000"},  # the batch leaves only when flushed
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        _ready(port, server, time.monotonic() + 90)
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/select", data=json.dumps(REQUEST).encode(),
+            headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as reply:
+            assert reply.status == 200
+        assert posts == []
+        server.send_signal(signal.SIGTERM)
+        _, stderr = server.communicate(timeout=60)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+    assert "Application shutdown complete" in stderr
+    names = _span_names(posts)  # FastAPI's own server spans; /v1/select runs no graph node
+    assert any("/v1/select" in name for name in names), names

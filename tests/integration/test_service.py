@@ -183,6 +183,8 @@ def test_a_body_that_is_not_json_is_refused_in_the_documented_shape(
                                headers={"content-type": "application/json"})
     assert reply.status_code == status, reply.text
     assert reply.json()["error"] == error and reply.json()["message"], reply.text
+    if status == 400:
+        assert "not text in UTF-8" in reply.json()["message"]  # not FastAPI's "error parsing"
 
 
 @pytest.mark.parametrize("kind", ["text/plain", "application/x-www-form-urlencoded", None])

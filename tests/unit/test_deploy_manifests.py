@@ -175,6 +175,18 @@ def test_dockerfile_serves_the_app_as_a_non_root_user() -> None:
                     assert (ROOT / source).exists(), source
 
 
+def test_the_build_context_sends_what_the_image_copies_and_not_the_venv() -> None:
+    """The context is the repo root: without .dockerignore, .venv and .git were sent too."""
+    text = DOCKERFILE.read_text(encoding="utf-8")
+    copied = {source.rstrip("*") for line in text.splitlines()
+              if line.startswith("COPY") and "--from=" not in line
+              for source in line.split()[1:-1]}
+    rules = [line for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+             if line and not line.startswith("#")]
+    assert rules[0] == "*"  # everything excluded, then the image's sources allowed back
+    assert {r[1:] for r in rules if r.startswith("!")} == copied
+
+
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl not installed")
 def test_kustomize_renders_and_rewrites_the_configmap_name() -> None:
     out = subprocess.run(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from graph import settings
+from graph.redact import redact
 
 
 def test_defaults_need_nothing_set(monkeypatch):
@@ -60,6 +61,7 @@ def test_a_bad_redis_url_names_the_variable_and_quotes_none_of_it(monkeypatch, u
     with pytest.raises(ValueError, match=f"^REDIS_URL: {why} .*percent-encode") as raised:
         redis_conn.target()
     assert "Zm9v" not in str(raised.value) and "pw" not in str(raised.value)
+    assert redact(str(raised.value)) == str(raised.value)  # the form's placeholders survive
 
 
 @pytest.mark.parametrize("url", ["redis://127.0.0.1:6379", "redis://127.0.0.1:6379/",
