@@ -8,6 +8,7 @@ import inspect
 import logging
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import aclosing
 from dataclasses import is_dataclass
 from typing import Any
 
@@ -122,6 +123,8 @@ def _with_thread(config: RunnableConfig | None) -> RunnableConfig:
     if chosen_thread_id(configurable) is None:
         configurable["thread_id"] = str(uuid.uuid4())
         configurable[NEW_THREAD] = True  # nothing to read back: the checkpointer skips it
+    else:  # the flag is ours alone: a caller's thread is never taken for a minted one
+        configurable.pop(NEW_THREAD, None)
     config["configurable"] = configurable
     return config  # type: ignore[return-value]
 
@@ -190,8 +193,7 @@ def _as_v1(out: GraphOutput) -> Any:
 
 
 def _not_deleted(exc: Exception) -> None:
-    log.warning("a refused request's checkpoint was not deleted (%s): it expires with its TTL",
-                type(exc).__name__)
+    log.warning("a refused request's checkpoint was not deleted (%s)", type(exc).__name__)
 
 
 class SelectionGraph(CompiledStateGraph):
@@ -236,21 +238,30 @@ class SelectionGraph(CompiledStateGraph):
         try:
             yield from chunks
         except REFUSED:
+            thread_id = config["configurable"]["thread_id"]
             try:
-                self.checkpointer.delete_thread(config["configurable"]["thread_id"])
-            except (NotImplementedError, redis.RedisError) as exc:
+                if hasattr(self.checkpointer, "forget_minted"):  # ours: this thread's keys
+                    self.checkpointer.forget_minted(thread_id)
+                else:
+                    self.checkpointer.delete_thread(thread_id)
+            except Exception as exc:  # noqa: BLE001  # best effort: the refusal is the answer
                 _not_deleted(exc)
             raise
 
     async def _aforgetting_refused(self, chunks: AsyncIterator[Any],
                                    config: RunnableConfig) -> AsyncIterator[Any]:
         try:
-            async for chunk in chunks:
-                yield chunk
+            async with aclosing(chunks):  # a caller's early aclose() reaches LangGraph's loop
+                async for chunk in chunks:
+                    yield chunk
         except REFUSED:
+            thread_id = config["configurable"]["thread_id"]
             try:
-                await self.checkpointer.adelete_thread(config["configurable"]["thread_id"])
-            except (NotImplementedError, redis.RedisError) as exc:
+                if hasattr(self.checkpointer, "aforget_minted"):
+                    await self.checkpointer.aforget_minted(thread_id)
+                else:
+                    await self.checkpointer.adelete_thread(thread_id)
+            except Exception as exc:  # noqa: BLE001  # best effort: the refusal is the answer
                 _not_deleted(exc)
             raise
 
@@ -258,8 +269,9 @@ class SelectionGraph(CompiledStateGraph):
                                **kwargs: Any) -> AsyncIterator[Any]:
         if await self.checkpointer.aget_tuple(config) is None:
             self._not_resumable()
-        async for chunk in super().astream(input, config, **kwargs):
-            yield chunk
+        async with aclosing(super().astream(input, config, **kwargs)) as chunks:
+            async for chunk in chunks:
+                yield chunk
 
     def _resuming(self, input: Any) -> bool:
         """A resume (None, or a Command), on a checkpointer that can lose Redis."""

@@ -107,6 +107,22 @@ class OneTripRedisSaver(RedisSaver):
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:  # noqa: D102
         return None if _is_new_thread(config) else super().get_tuple(config)
 
+    def forget_minted(self, thread_id: str) -> None:
+        """`delete_thread` of a thread the graph minted, which has only the root namespace.
+
+        The package's `delete_thread` first reads the whole thread registry (every thread
+        within the TTL: 0.5 s at 100,000) or, when the thread is not in it, scans the
+        keyspace; this deletes the keys of the one thread, as the package does per namespace.
+        """
+        idx_key = self._key_index(thread_id, "")  # noqa: SLF001 - the package's layout, pinned
+        cids = [c.decode() for c in self.client.zrange(idx_key, 0, -1)]
+        payloads = self.client.mget([self._key_checkpoint(thread_id, "", c)  # noqa: SLF001
+                                     for c in cids]) if cids else []
+        pipe = self.client.pipeline()
+        pipe.delete(*self._keys_to_delete(thread_id, "", cids, payloads))  # noqa: SLF001
+        pipe.hdel(self._key_threads(), idx_key)  # noqa: SLF001
+        pipe.execute()
+
 
 class OneTripAsyncRedisSaver(AsyncRedisSaver):
     """`OneTripRedisSaver` for the package's async saver."""
@@ -130,6 +146,17 @@ class OneTripAsyncRedisSaver(AsyncRedisSaver):
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:  # noqa: D102
         return None if _is_new_thread(config) else await super().aget_tuple(config)
+
+    async def aforget_minted(self, thread_id: str) -> None:
+        """`OneTripRedisSaver.forget_minted`, awaited."""
+        idx_key = self._key_index(thread_id, "")  # noqa: SLF001
+        cids = [c.decode() for c in await self.client.zrange(idx_key, 0, -1)]
+        payloads = await self.client.mget([self._key_checkpoint(thread_id, "", c)  # noqa: SLF001
+                                           for c in cids]) if cids else []
+        pipe = self.client.pipeline()
+        pipe.delete(*self._keys_to_delete(thread_id, "", cids, payloads))  # noqa: SLF001
+        pipe.hdel(self._key_threads(), idx_key)  # noqa: SLF001
+        await pipe.execute()
 
 
 def _is_new_thread(config: RunnableConfig) -> bool:
@@ -192,6 +219,11 @@ class RedisCheckpointer(BaseCheckpointSaver):
     def delete_thread(self, thread_id: str) -> None:  # noqa: D102
         self.sync.delete_thread(thread_id)
 
+    def forget_minted(self, thread_id: str) -> None:
+        """Delete a thread the graph minted for a request it then refused (skipped while
+        Redis is out, like every write)."""
+        self._guard(lambda: self.sync.forget_minted(thread_id), None)
+
     # ------------------------------------------------------------------ async
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:  # noqa: D102
         return await self._aguard(lambda: self._aio().aget_tuple(config), None)
@@ -215,6 +247,9 @@ class RedisCheckpointer(BaseCheckpointSaver):
 
     async def adelete_thread(self, thread_id: str) -> None:  # noqa: D102
         await self._aio().adelete_thread(thread_id)
+
+    async def aforget_minted(self, thread_id: str) -> None:  # noqa: D102
+        await self._aguard(lambda: self._aio().aforget_minted(thread_id), None)
 
     def get_next_version(self, current: Any, channel: Any) -> Any:  # noqa: D102
         return self.sync.get_next_version(current, channel)

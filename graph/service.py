@@ -191,16 +191,18 @@ def _build(rt: Runtime, make_services: Callable[[], Services], checkpoints: bool
 async def _close(rt: Runtime) -> None:
     """Close the feedback log and release the Redis pools (clients built on a given pool
     do not close it themselves)."""
-    if rt.services is not None:
-        rt.services.feedback.close()  # writes what a full disk left queued, or logs it
-        rt.services.store.last_flush()  # usage queued in an outage: written, or said lost
-        rt.services.store.client.connection_pool.disconnect()
-    saver = getattr(rt.graph, "checkpointer", None)
-    if saver is not None and getattr(saver, "async_", None) is not None:
-        saver.sync.client.connection_pool.disconnect()
-        await saver.async_.client.aclose(close_connection_pool=True)
-    redis_conn.stop_embedded()  # without REDIS_URL: saved now, as exit hooks may not run
-    await asyncio.to_thread(telemetry.flush)  # the last requests' spans, for the same reason
+    try:
+        if rt.services is not None:
+            rt.services.feedback.close()  # writes what a full disk left queued, or logs it
+            rt.services.store.last_flush()  # usage queued in an outage: written, or said lost
+            rt.services.store.client.connection_pool.disconnect()
+        saver = getattr(rt.graph, "checkpointer", None)
+        if saver is not None and getattr(saver, "async_", None) is not None:
+            saver.sync.client.connection_pool.disconnect()
+            await saver.async_.client.aclose(close_connection_pool=True)
+        redis_conn.stop_embedded()  # without REDIS_URL: saved now, as exit hooks may not run
+    finally:
+        await asyncio.to_thread(telemetry.flush)  # the last requests' spans, for that reason
 
 
 def _error(status: int, error: str, message: str, **extra: Any) -> JSONResponse:
@@ -282,7 +284,8 @@ def _over(limit: int) -> str:
 
 
 FASTAPI_UNREADABLE_BODY = "There was an error parsing the body"
-"""FastAPI's 400 when the body's bytes are not text its JSON reader decodes (UTF-8/16/32)."""
+"""FastAPI's 400 for a body its JSON reader failed on with anything but a JSON syntax error:
+bytes it does not decode (UTF-8/16/32), or nesting deeper than Python's recursion limit."""
 
 _HTTP_ERRORS = {400: "bad_body", 404: "not_found", 405: "method_not_allowed",
                 413: "request_too_large"}
@@ -303,7 +306,9 @@ def _install_handlers(app: FastAPI) -> None:
         """Routing errors (404, 405) in the same shape as every other error."""
         message = str(exc.detail)
         if exc.status_code == 400 and message == FASTAPI_UNREADABLE_BODY:
-            message = "request body: not text in UTF-8 (JSON must be; UTF-16/32 are also read)"
+            message = ("request body: not text in UTF-8 (JSON must be; UTF-16/32 are also read)"
+                       if isinstance(exc.__cause__, UnicodeDecodeError) else
+                       f"request body: could not be read ({type(exc.__cause__).__name__})")
         response = _error(exc.status_code, _HTTP_ERRORS.get(exc.status_code, "http_error"),
                           message)
         response.headers.update(exc.headers or {})  # 405's Allow

@@ -132,7 +132,8 @@ def _tag_call(span: Any, state: SelectionState, model: ModelEntry,
 
 
 def _settle_failure(services: Services, state: SelectionState, model: ModelEntry, span: Any,
-                    exc: Exception, started: float, max_tries: int) -> dict[str, Any]:
+                    exc: Exception, started: float, max_tries: int,
+                    admission: str) -> dict[str, Any]:
     failure = classify(exc)
     if failure.action == "retry" and state["tries"] + 1 >= max_tries:
         failure = replace(failure, action="next")  # its tries are spent: the action taken
@@ -140,6 +141,11 @@ def _settle_failure(services: Services, state: SelectionState, model: ModelEntry
     span.set_attribute(tm.SELECTOR_ACTION, failure.action)
     tm.mark_failed(span, failure.error_class)
     on_failure(services, state, model, failure)
+    if admission == "probe" and not failure.feeds_breaker:
+        # The provider answered (a 429, a refusal of this request): no sign of an unwell
+        # model, so the probe closes the circuit instead of leaving it half-open, the
+        # model excluded as "probe in flight" until the lease ran out.
+        services.store.with_circuits(lambda c: c.record_success(model.id))
     return _failed(state, model.id, exc, failure, int((services.clock() - started) * 1000))
 
 
@@ -163,14 +169,14 @@ def call_model(
     if isinstance(prepared, dict):
         return prepared
     model, kwargs, admission = prepared
-    with tm.tracer.start_as_current_span("gen_ai.chat") as span:
+    with tm.tracer.start_as_current_span("gen_ai.chat", record_exception=False) as span:
         _tag_call(span, state, model, kwargs)
         started = services.clock()
         try:
             reply = llm.call(model, state["messages"], **kwargs)
         except Exception as exc:  # every failure is classified; none is swallowed unseen
             return _settle_failure(services, state, model, span, exc, started,
-                                   settings.max_tries_per_model)
+                                   settings.max_tries_per_model, admission)
         return _settle_success(services, state, model, span, reply, admission)
 
 
@@ -187,12 +193,12 @@ async def acall_model(
     if isinstance(prepared, dict):
         return prepared
     model, kwargs, admission = prepared
-    with tm.tracer.start_as_current_span("gen_ai.chat") as span:
+    with tm.tracer.start_as_current_span("gen_ai.chat", record_exception=False) as span:
         _tag_call(span, state, model, kwargs)
         started = services.clock()
         try:
             reply = await llm.acall(model, state["messages"], **kwargs)
         except Exception as exc:  # every failure is classified; none is swallowed unseen
             return _settle_failure(services, state, model, span, exc, started,
-                                   settings.max_tries_per_model)
+                                   settings.max_tries_per_model, admission)
         return _settle_success(services, state, model, span, reply, admission)

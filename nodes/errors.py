@@ -104,21 +104,23 @@ hostile header) cannot bench it for years."""
 
 def _retry_after(exc: BaseException) -> float | None:
     """Seconds from a Retry-After header (delta-seconds or HTTP-date), when the provider
-    sent a readable one, within RETRY_AFTER_BOUNDS_S."""
-    for source in (getattr(exc, "litellm_response_headers", None),
+    sent a readable one, within RETRY_AFTER_BOUNDS_S. Looked for where LiteLLM's own
+    reader looks: the exception's `headers`, then the response's."""
+    for source in (getattr(exc, "headers", None), getattr(exc, "litellm_response_headers", None),
                    getattr(getattr(exc, "response", None), "headers", None)):
-        if not source:
-            continue
-        try:
-            value = source.get("retry-after") or source.get("Retry-After")
-        except AttributeError:
-            continue
-        seconds = _seconds(value)
-        if seconds is None:
-            return None
-        low, high = RETRY_AFTER_BOUNDS_S
-        return min(max(seconds, low), high)
+        seconds = _seconds(_header(source, "retry-after"))
+        if seconds is not None:
+            low, high = RETRY_AFTER_BOUNDS_S
+            return min(max(seconds, low), high)
     return None
+
+
+def _header(headers: object, name: str) -> object:
+    """A header of httpx's Headers or of a plain dict, whatever the case of its name."""
+    try:
+        return next((v for k, v in headers.items() if str(k).lower() == name), None)  # type: ignore[attr-defined]
+    except AttributeError:  # None, or not a mapping
+        return None
 
 
 def _seconds(value: object) -> float | None:

@@ -174,8 +174,11 @@ def chat_for(model: ModelEntry) -> Any:
 
 def _kwargs(max_tokens: int, temperature: float, timeout_s: float, mock_response: Any,
             tools: list[dict[str, Any]] | None, tool_choice: Any) -> dict[str, Any]:
+    # max_retries 0: the graph's tries are the only ones. Otherwise the OpenAI SDK under
+    # LiteLLM retried each 429, 5xx and timeout twice more on its own (3 requests a try, a
+    # deadline overrun by two timeouts); LiteLLM's Router passes 0 for the same reason.
     kwargs: dict[str, Any] = {"max_tokens": max_tokens, "temperature": temperature,
-                              "timeout": timeout_s}
+                              "timeout": timeout_s, "max_retries": 0}
     if tools:
         kwargs["tools"] = tools
         if tool_choice is not None:

@@ -93,7 +93,8 @@ def record_feedback(
             "success": a["ok"], "task_type": record["task_type"],
             "cost_usd": a["cost_usd"], "request_id": record["request_id"],
         }, served)
-    with tm.tracer.start_as_current_span("model_selector.outcome") as span:
+    with tm.tracer.start_as_current_span("model_selector.outcome",
+                                         record_exception=False) as span:
         span.set_attribute(tm.MODEL_ID, record["model_id"] or "")
         span.set_attribute(tm.SELECTOR_STOP, str(record["stop_reason"]))
         span.set_attribute(tm.COST_USD, record["cost_usd"])

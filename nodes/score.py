@@ -38,7 +38,8 @@ def score(
                   if settings.policy in RATED else {})
     decision = rank(services.registry, ctx, filtered, state["weights"], state["health"],
                     settings.top_k, order=lambda r: policy(r, given))
-    with tm.tracer.start_as_current_span("model_selector.decision") as span:
+    with tm.tracer.start_as_current_span("model_selector.decision",
+                                         record_exception=False) as span:
         span.set_attribute(tm.TASK_TYPE, ctx.task_type)
         span.set_attribute(tm.SELECTOR_DOMAIN, ctx.domain)
         span.set_attribute(tm.SELECTOR_AGENT, ctx.agent_id)

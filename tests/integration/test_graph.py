@@ -4,6 +4,7 @@ real Redis for state, usage and checkpoints."""
 from __future__ import annotations
 
 import json
+import time
 
 import litellm
 import pytest
@@ -126,6 +127,33 @@ def test_breaker_opens_at_threshold_and_excludes_the_model(selection, services):
     assert out["model_used"] == SECOND
 
 
+@pytest.mark.parametrize("answer", [litellm.RateLimitError, litellm.ContentPolicyViolationError])
+def test_a_probe_the_provider_answers_closes_the_circuit(services, redis_client, prefix,
+                                                         checkpointer, answer):
+    """A 429 or a refusal is no sign of an unwell model. The probe gave no verdict: the
+    circuit stayed half-open, the model excluded as "probe in flight" for the lease."""
+    import dataclasses
+
+    from graph.builder import compile_graph
+    from graph.store import Store
+
+    clock = Clock(time.time())
+    services = dataclasses.replace(services, clock=clock,
+                                   store=Store(redis_client, prefix=prefix, clock=clock))
+    selection = compile_graph(services, checkpointer)
+    run(selection, {PRIMARY: err(litellm.InternalServerError), "*": "ok"}, context=NO_DEADLINE)
+    run(selection, {PRIMARY: err(litellm.APIConnectionError), "*": "ok"}, context=NO_DEADLINE)
+
+    def circuit() -> str:
+        return services.store.with_circuits(lambda c: c.snapshot([PRIMARY]))[PRIMARY].state
+
+    assert circuit() == "open"
+    clock.now += 3600  # past any open timeout: the next call is the probe
+    out = run(selection, {PRIMARY: err(answer), "*": "ok"}, context=NO_DEADLINE)
+    assert out["attempts"][0]["model_id"] == PRIMARY and out["model_used"] == SECOND
+    assert circuit() == "closed"
+
+
 def test_a_retry_the_circuit_declines_is_named_in_the_error(selection, services):
     run(selection, {PRIMARY: err(litellm.InternalServerError), "*": "ok"}, context=NO_DEADLINE)
     out = run(selection, {"*": err(litellm.APIConnectionError)}, context=NO_DEADLINE)
@@ -241,15 +269,13 @@ def test_bad_input_is_rejected_naming_the_field(selection):
         selection.invoke({"context": PORT_HEALER, "prompt": "  "})
 
 
-@pytest.mark.parametrize("durability", ["exit", "sync"])
-@pytest.mark.parametrize("refused", [
+REFUSED_REQUESTS = [
     {"context": PORT_HEALER, "messages": [{"role": "robot", "content": "sk-pasted-key-123"}]},
     {"context": {**PORT_HEALER, "priority": "asap"}, "prompt": "sk-pasted-key-123"},
-])
-@pytest.mark.parametrize("asynchronous", [False, True])
-def test_a_refused_request_leaves_no_checkpoint(selection, prefix, durability, refused,
-                                                asynchronous):
-    """Its thread id is never returned, and the checkpoint kept the refused input."""
+]
+
+
+def _refuse(selection, request, config=None, durability="exit", asynchronous=False) -> None:
     import asyncio
 
     from pydantic import ValidationError
@@ -258,13 +284,51 @@ def test_a_refused_request_leaves_no_checkpoint(selection, prefix, durability, r
 
     with pytest.raises((BadRequest, ValidationError)):
         if asynchronous:
-            asyncio.run(selection.ainvoke(refused, durability=durability))
+            asyncio.run(selection.ainvoke(request, config, durability=durability))
         else:
-            selection.invoke(refused, durability=durability)
-    assert _keys_holding("pasted", f"{prefix}lg") == []
-    selection.invoke({"context": PORT_HEALER, "prompt": "sk-pasted-key-123"},
+            selection.invoke(request, config, durability=durability)
+
+
+@pytest.mark.parametrize("durability", ["exit", "sync", "async"])
+@pytest.mark.parametrize("refused", REFUSED_REQUESTS)
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_a_refused_request_leaves_no_checkpoint(selection, prefix, durability, refused,
+                                                asynchronous):
+    """Its thread id is never returned, and the checkpoint kept the refused input. Only
+    that thread goes: another request's stays."""
+    selection.invoke({"context": PORT_HEALER, "prompt": "sk-served-key-456"},
                      context=RunSettings(mock_responses={"*": "ok"}), durability=durability)
-    assert _keys_holding("pasted", f"{prefix}lg")  # the check can see one
+    _refuse(selection, refused, durability=durability, asynchronous=asynchronous)
+    assert _keys_holding("pasted", f"{prefix}lg") == []
+    assert _keys_holding("served", f"{prefix}lg")  # the check can see a checkpoint
+
+
+@pytest.mark.parametrize("forged", [False, True])
+def test_a_refusal_on_a_chosen_thread_stays_in_its_history(selection, prefix, forged):
+    """Even with the graph's private "minted" flag copied into the caller's config."""
+    from graph.checkpoint import NEW_THREAD
+
+    config = {"configurable": {"thread_id": "mine", **({NEW_THREAD: True} if forged else {})}}
+    selection.invoke({"context": PORT_HEALER, "prompt": "sk-served-key-456"}, config,
+                     context=RunSettings(mock_responses={"*": "ok"}))
+    _refuse(selection, REFUSED_REQUESTS[0], config)
+    assert _keys_holding("served", f"{prefix}lg")
+    assert _keys_holding("pasted", f"{prefix}lg")
+    assert len(list(selection.get_state_history(config))) > 1
+
+
+def test_a_refusal_while_redis_rests_asks_nothing_of_it(selection, monkeypatch):
+    """The clean-up is a write like any other: skipped while Redis is left alone after a
+    failure, not a socket timeout for every refused request."""
+    import redis
+
+    asked = []
+    monkeypatch.setattr(selection.checkpointer.sync, "forget_minted", asked.append)
+    _refuse(selection, REFUSED_REQUESTS[0])
+    assert len(asked) == 1  # Redis answering: this thread's keys are deleted
+    selection.checkpointer.outage.failed(redis.ConnectionError("gone"))
+    _refuse(selection, REFUSED_REQUESTS[0])
+    assert len(asked) == 1
 
 
 def _keys_holding(text: str, prefix: str) -> list[bytes]:
@@ -423,3 +487,43 @@ def test_the_copy_keeps_type_message_and_attributes():
     assert RunSettings(mock_responses={"*": "text"}).mock_for("any") == "text"
     settings = RunSettings(mock_responses={"*": timeout, "real": None})
     assert settings.is_mocked("any") and not settings.is_mocked("real")
+
+
+def test_closing_a_stream_early_closes_langgraphs_own(selection, monkeypatch):
+    """`aclose()` on the minted thread's stream reached LangGraph's loop only later, in a
+    finaliser nobody awaited (its model call uncancelled, its errors unseen)."""
+    import asyncio
+
+    from langgraph.graph.state import CompiledStateGraph
+
+    inner = []
+    astream = CompiledStateGraph.astream
+
+    def kept(self, *args, **kwargs):
+        inner.append(astream(self, *args, **kwargs))
+        return inner[-1]
+
+    monkeypatch.setattr(CompiledStateGraph, "astream", kept)
+
+    async def first_step_only() -> None:
+        stream = selection.astream({"context": PORT_HEALER, "prompt": PROMPT},
+                                   context=RunSettings(mock_responses={"*": "ok"}))
+        await anext(stream)
+        await stream.aclose()
+        assert inner[0].ag_frame is None  # closed, not merely unreferenced
+
+    asyncio.run(first_step_only())
+
+
+def test_another_checkpointer_forgets_a_refused_request_through_delete_thread(services):
+    from langgraph.checkpoint.memory import InMemorySaver
+
+    from graph.builder import compile_graph
+
+    saver = InMemorySaver()
+    selection = compile_graph(services, saver)
+    selection.invoke({"context": PORT_HEALER, "prompt": PROMPT},
+                     context=RunSettings(mock_responses={"*": "ok"}))
+    kept = set(saver.storage)
+    _refuse(selection, REFUSED_REQUESTS[0])
+    assert set(saver.storage) == kept and len(kept) == 1

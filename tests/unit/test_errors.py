@@ -45,6 +45,17 @@ def test_retry_after_is_honoured_when_given():
     assert classify(litellm.RateLimitError("r", **KW)).retry_after_s is None
 
 
+def test_retry_after_is_read_where_litellm_reads_it():
+    """From `headers=` as LiteLLM's own exceptions carry it (ignored: the default 5 s), and
+    from the response when the other headers lack one (ignored too)."""
+    given = litellm.RateLimitError("r", **KW, headers={"Retry-After": "30"})
+    assert classify(given).retry_after_s == 30.0
+    response = _resp(429, {"retry-after": "12"})
+    without = litellm.RateLimitError("r", **KW, response=response, headers={"x-other": "1"})
+    without.litellm_response_headers = {"x-request-id": "abc"}
+    assert classify(without).retry_after_s == 12.0
+
+
 def _after(value: str) -> float | None:
     exc = litellm.RateLimitError("r", **KW, response=_resp(429, {"retry-after": value}))
     return classify(exc).retry_after_s
