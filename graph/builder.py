@@ -120,11 +120,13 @@ def _with_thread(config: RunnableConfig | None) -> RunnableConfig:
     """A fresh thread id unless the caller chose one (`chosen_thread_id`)."""
     config = dict(config or {})
     configurable = dict(config.get("configurable") or {})
-    if chosen_thread_id(configurable) is None:
+    chosen = chosen_thread_id(configurable)
+    if chosen is None:
         configurable["thread_id"] = str(uuid.uuid4())
         configurable[NEW_THREAD] = True  # nothing to read back: the checkpointer skips it
     else:  # the flag is ours alone: a caller's thread is never taken for a minted one
         configurable.pop(NEW_THREAD, None)
+        configurable["thread_id"] = chosen  # 123 is thread "123" in every key and record
     config["configurable"] = configurable
     return config  # type: ignore[return-value]
 
@@ -304,6 +306,14 @@ class SelectionGraph(CompiledStateGraph):
 
     services: Services
     """What the nodes use; `rate` credits ratings through the same store."""
+
+    def copy(self, update: dict[str, Any] | None = None) -> SelectionGraph:
+        """LangGraph's copy (`with_config`, `interrupt_before` by update) rebuilds the graph
+        from its constructor's arguments, which `services` is not: `rate` then failed."""
+        services = self.services
+        copied = super().copy({k: v for k, v in (update or {}).items() if k != "services"})
+        copied.services = (update or {}).get("services", services)
+        return copied
 
     def rate(self, request_id: str, quality: float, comment: str | None = None) -> dict[str, Any]:
         """Rate a served answer in [0, 1] for the learned policies (see `graph.ratings.rate`)."""

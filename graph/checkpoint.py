@@ -18,8 +18,11 @@ otherwise grows by one entry per request for ever (see `graph.checkpoint_lua.PUT
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import random
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
@@ -41,6 +44,7 @@ from graph.redis_conn import RedisTarget
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 PREFIX = "model-selector:lg"
+VERSION_STEP = 1 << 32
 NEW_THREAD = "__model_selector_new_thread__"
 """Configurable flag set by `SelectionGraph` on a thread id it minted. LangGraph keeps
 "__" keys out of checkpoint metadata and LangChain out of run metadata."""
@@ -64,6 +68,10 @@ def _put_script_call(saver: RedisSaver | AsyncRedisSaver, config: RunnableConfig
                               new_versions)
     keys = [saver._key_seq(), saver._key_checkpoint(thread_id, ns, cid), idx_key,  # noqa: SLF001
             saver._key_threads(), *(key for key, _ in blobs)]  # noqa: SLF001
+    if saver.ttl:  # the values it keeps from earlier puts live as long as it does
+        kept = {channel: version for channel, version in checkpoint["channel_versions"].items()
+                if channel not in new_versions}
+        keys += saver._blob_keys(thread_id, ns, kept)  # noqa: SLF001
     entry = json.dumps({"thread": thread_id, "ns": ns}, ensure_ascii=False)
     payload = saver._payload_for_checkpoint(config, checkpoint, metadata)  # noqa: SLF001
     args = [cid, saver.ttl or 0, payload, entry, *(value for _, value in blobs)]
@@ -173,26 +181,48 @@ class RedisCheckpointer(BaseCheckpointSaver):
     """
 
     def __init__(self, sync: RedisSaver, async_: AsyncRedisSaver | None = None,
-                 outage: Outage | None = None) -> None:
+                 outage: Outage | None = None,
+                 new_async: Callable[[], AsyncRedisSaver] | None = None) -> None:
         super().__init__(serde=sync.serde)
         self.sync = sync
         self.async_ = async_
         self.outage = outage or Outage()
         """Shared with the Store by `compile_graph`: one Redis, one view of its health."""
+        self._new_async = new_async
+        self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncRedisSaver] = \
+            weakref.WeakKeyDictionary()
+        self._async_unused = True
 
     @classmethod
     def for_target(cls, target: RedisTarget, prefix: str = PREFIX,
                    ttl_s: int | None = None) -> RedisCheckpointer:
         """Savers on the configured Redis (bytes clients, as the package expects)."""
+        def new_async() -> AsyncRedisSaver:
+            return OneTripAsyncRedisSaver(client=target.async_client(decode=False),
+                                          prefix=prefix, ttl=ttl_s)
+
         return cls(OneTripRedisSaver(client=target.client(decode=False), prefix=prefix,
-                                     ttl=ttl_s),
-                   OneTripAsyncRedisSaver(client=target.async_client(decode=False),
-                                          prefix=prefix, ttl=ttl_s))
+                                     ttl=ttl_s), new_async(), new_async=new_async)
 
     def _aio(self) -> AsyncRedisSaver:
+        """The async saver, on a client of the running event loop.
+
+        An asyncio Redis connection belongs to the loop that opened it: a script calling
+        `asyncio.run(graph.ainvoke(...))` twice got "Event loop is closed" from the second
+        run on, for good. Each loop gets a client of its own, dropped with the loop (loops
+        in several threads at once each keep theirs)."""
         if self.async_ is None:
             raise RuntimeError("this checkpointer was built without an async Redis client")
-        return self.async_
+        loop = asyncio.get_running_loop()
+        saver = self._by_loop.get(loop)
+        if saver is None:
+            if self._async_unused or self._new_async is None:
+                saver = self.async_  # the first loop takes the one built with the graph
+            else:
+                saver = self.async_ = self._new_async()  # the latest: what shutdown closes
+            self._async_unused = False
+            self._by_loop[loop] = saver
+        return saver
 
     def _guard(self, call: Callable[[], T], fallback: T) -> T:
         return self.outage.guard(call, lambda: fallback)
@@ -216,8 +246,9 @@ class RedisCheckpointer(BaseCheckpointSaver):
                    task_id: str, task_path: str = "") -> None:
         self._guard(lambda: self.sync.put_writes(config, writes, task_id, task_path), None)
 
-    def delete_thread(self, thread_id: str) -> None:  # noqa: D102
-        self.sync.delete_thread(thread_id)
+    def delete_thread(self, thread_id: str) -> None:
+        """Every key of the thread (an int id is the thread its string names, as a run's)."""
+        self.sync.delete_thread(str(thread_id))
 
     def forget_minted(self, thread_id: str) -> None:
         """Delete a thread the graph minted for a request it then refused (skipped while
@@ -246,10 +277,16 @@ class RedisCheckpointer(BaseCheckpointSaver):
                            None)
 
     async def adelete_thread(self, thread_id: str) -> None:  # noqa: D102
-        await self._aio().adelete_thread(thread_id)
+        await self._aio().adelete_thread(str(thread_id))
 
     async def aforget_minted(self, thread_id: str) -> None:  # noqa: D102
         await self._aguard(lambda: self._aio().aforget_minted(thread_id), None)
 
-    def get_next_version(self, current: Any, channel: Any) -> Any:  # noqa: D102
-        return self.sync.get_next_version(current, channel)
+    def get_next_version(self, current: int | None, channel: Any) -> int:
+        """Versions unique to their branch: the blob keys hold the version, so with 1, 2, 3
+        a fork from an older checkpoint wrote over the original branch's values.
+        InMemorySaver appends a random fraction to a string for the same reason; an int
+        (a step in the high bits, 32 random low bits) still compares with the plain ints
+        threads saved before hold."""
+        step = (current or 0) // VERSION_STEP + 1
+        return step * VERSION_STEP + random.getrandbits(32)

@@ -6,8 +6,13 @@ readers, `list` and `delete_thread` are used unchanged), atomically and in one r
 
 # The package's `put` as one atomic script: the same keys and values, and SET ... EX in
 # place of SET then EXPIRE. KEYS: seq, checkpoint, index, threads registry, then one blob
-# key per channel. ARGV: checkpoint id, TTL in seconds (0: none), checkpoint payload,
-# registry entry, then the blob payloads in the order of their keys.
+# key per channel written, then (with a TTL) the blob keys of the channels the checkpoint
+# keeps from earlier puts. ARGV: checkpoint id, TTL in seconds (0: none), checkpoint
+# payload, registry entry, then the payloads of the written blobs in the order of their keys.
+#
+# Those kept blobs get the checkpoint's expiry too, which the package does not do: a
+# checkpoint written late in a thread's life (a paused run resumed, `update_state`) pointed
+# at values that expired before it, and read back as a state missing most of its channels.
 #
 # With a TTL it also prunes the registry, which the package never does: a thread's entry
 # outlives its expired checkpoints, so with one thread per request the hash grew by one
@@ -27,7 +32,8 @@ local function put(key, value)
   if ttl > 0 then redis.call('SET', key, value, 'EX', ttl) else redis.call('SET', key, value) end
 end
 put(KEYS[2], ARGV[3])
-for i = 5, #KEYS do put(KEYS[i], ARGV[i]) end
+for i = 5, #ARGV do put(KEYS[i], ARGV[i]) end
+if ttl > 0 then for i = #ARGV + 1, #KEYS do redis.call('EXPIRE', KEYS[i], ttl) end end
 redis.call('ZADD', KEYS[3], seq, ARGV[1])
 redis.call('HSET', KEYS[4], KEYS[3], ARGV[4])
 if ttl > 0 then

@@ -229,3 +229,22 @@ def test_a_graph_run_without_a_thread_sends_one_checkpoint_script(selection, mon
     assert len(history) == 1 and history[0].values["model_used"] == out["model_used"]
     assert NEW_THREAD not in history[0].metadata
 
+
+
+def test_a_put_keeps_alive_the_values_its_checkpoint_keeps_from_earlier_puts(prefix):
+    """A checkpoint written late (a paused run resumed, `update_state`) pointed at values
+    written earlier, which expired first: the thread read back missing most of its state."""
+    client = redis.Redis.from_url(REDIS_URL)
+    saver = _saver(f"{prefix}lg", ttl_s=600)
+    config, checkpoint, versions = _checkpoint("late")
+    saver.put(config, checkpoint, {"source": "loop", "step": 1}, versions)
+    blobs = [key for key in client.scan_iter(match=f"{prefix}lg:blob:*")]
+    assert len(blobs) == 4
+    for key in blobs:
+        client.expire(key, 5)  # written long ago: about to expire
+    later = {**checkpoint, "id": "later", "channel_versions": {**versions, "position": "2.0"},
+             "channel_values": {**checkpoint["channel_values"], "position": 1}}
+    saver.put(config, later, {"source": "update", "step": 2}, {"position": "2.0"})
+    assert sorted(client.ttl(key) > 500 for key in blobs) == [False, True, True, True]
+    # the one not kept: the superseded position; the new one is written with the TTL
+    assert client.ttl(next(k for k in blobs if b":position:" in k)) <= 5

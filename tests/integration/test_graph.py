@@ -419,6 +419,8 @@ def test_a_numeric_thread_id_names_the_request_as_a_string(selection, services, 
     assert feedback(services)[-1]["request_id"] == named
     state = selection.get_state({"configurable": {"thread_id": out["thread_id"]}})
     assert state.values["model_used"] == PRIMARY
+    selection.checkpointer.delete_thread(chosen)  # as given: an int (raised TypeError)
+    assert selection.get_state({"configurable": {"thread_id": named}}).values == {}
 
 
 async def test_ainvoke_has_the_same_semantics(selection, services):
@@ -527,3 +529,58 @@ def test_another_checkpointer_forgets_a_refused_request_through_delete_thread(se
     kept = set(saver.storage)
     _refuse(selection, REFUSED_REQUESTS[0])
     assert set(saver.storage) == kept and len(kept) == 1
+
+
+def test_a_fork_leaves_the_original_branch_as_it_was(selection):
+    """Blob keys hold the channel's version; with 1, 2, 3 the fork from an older checkpoint
+    minted the same versions and wrote over the original's values (InMemorySaver's are
+    unique to their branch)."""
+    config = {"configurable": {"thread_id": "forked"}}
+    first = selection.invoke({"context": PORT_HEALER, "prompt": PROMPT}, config,
+                             context=RunSettings(mock_responses={"*": "FIRST"}))
+    original = selection.get_state(config).config
+    before_call = next(s for s in selection.get_state_history(config)
+                       if s.next == ("call_model",))
+    fork = selection.invoke(None, before_call.config,
+                            context=RunSettings(mock_responses={"*": "SECOND"}))
+    assert (first["response"], fork["response"]) == ("FIRST", "SECOND")
+    assert selection.get_state(original).values["response"] == "FIRST"
+    assert selection.get_state(config).values["response"] == "SECOND"  # the latest: the fork
+
+
+def test_versions_rise_past_those_of_threads_saved_before(checkpointer):
+    """Plain 1, 2, 3 were stored before: a resumed thread must still see later ones as new."""
+    versions = [checkpointer.get_next_version(None, None)]
+    for _ in range(3):
+        versions.append(checkpointer.get_next_version(versions[-1], None))
+    assert versions == sorted(set(versions)) and versions[0] > 7
+    assert checkpointer.get_next_version(7, None) > 7
+    assert checkpointer.get_next_version(versions[0], None) != versions[1]  # a fork's differs
+
+
+def test_ainvoke_works_from_one_event_loop_after_another(selection):
+    """`asyncio.run(graph.ainvoke(...))` twice: the async Redis client belonged to the first
+    loop, and every later run failed with "Event loop is closed"."""
+    import asyncio
+
+    config = {"configurable": {"thread_id": "two-loops"}}
+    for _ in range(3):
+        out = asyncio.run(selection.ainvoke({"context": PORT_HEALER, "prompt": PROMPT}, config,
+                                            context=RunSettings(mock_responses={"*": "ok"})))
+        assert out["success"]
+    history = asyncio.run(_history(selection, config))
+    assert len(history) > 3  # every run's checkpoints, read from yet another loop
+
+
+async def _history(selection, config) -> list:
+    return [s async for s in selection.aget_state_history(config)]
+
+
+def test_a_configured_copy_still_takes_ratings(selection, services):
+    """`with_config` and `copy` rebuilt the graph without `services`: `rate` raised."""
+    paused = selection.copy({"interrupt_before_nodes": ["call_model"]})
+    tagged = selection.with_config({"tags": ["agent-7"]})
+    assert paused.services is services and tagged.services is services
+    out = tagged.invoke({"context": PORT_HEALER, "prompt": PROMPT},
+                        context=RunSettings(mock_responses={"*": "ok"}))
+    assert tagged.rate(out["thread_id"], 0.9)["model_id"] == out["model_used"]
