@@ -45,6 +45,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 PREFIX = "model-selector:lg"
 VERSION_STEP = 1 << 32
+_VERSION_BITS = random.Random()  # its own: a caller's random.seed(n) must not repeat versions
 NEW_THREAD = "__model_selector_new_thread__"
 """Configurable flag set by `SelectionGraph` on a thread id it minted. LangGraph keeps
 "__" keys out of checkpoint metadata and LangChain out of run metadata."""
@@ -209,13 +210,15 @@ class RedisCheckpointer(BaseCheckpointSaver):
 
         An asyncio Redis connection belongs to the loop that opened it: a script calling
         `asyncio.run(graph.ainvoke(...))` twice got "Event loop is closed" from the second
-        run on, for good. Each loop gets a client of its own, dropped with the loop (loops
-        in several threads at once each keep theirs)."""
+        run on, for good. Each loop gets a client of its own (loops in several threads at
+        once each keep theirs); those of closed loops are let go."""
         if self.async_ is None:
             raise RuntimeError("this checkpointer was built without an async Redis client")
         loop = asyncio.get_running_loop()
         saver = self._by_loop.get(loop)
         if saver is None:
+            for closed in [other for other in self._by_loop if other.is_closed()]:
+                del self._by_loop[closed]  # its connections point at it: it would live on
             if self._async_unused or self._new_async is None:
                 saver = self.async_  # the first loop takes the one built with the graph
             else:
@@ -289,4 +292,4 @@ class RedisCheckpointer(BaseCheckpointSaver):
         (a step in the high bits, 32 random low bits) still compares with the plain ints
         threads saved before hold."""
         step = (current or 0) // VERSION_STEP + 1
-        return step * VERSION_STEP + random.getrandbits(32)
+        return step * VERSION_STEP + _VERSION_BITS.getrandbits(32)

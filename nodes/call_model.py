@@ -98,6 +98,12 @@ def _failed(state: SelectionState, model_id: str, exc: BaseException, failure: F
     return {"attempts": [record], "tries": try_no}
 
 
+PROVIDER_ANSWERED = frozenset({"rate_limit", "context_window", "content_policy", "auth",
+                               "not_found"})
+"""Failures that are the provider's answer about this request or key, not signs of an
+unwell model. Not "unsupported" or "bad_request": LiteLLM may raise those before any
+request is sent, which says nothing of the provider."""
+
 CIRCUIT_OPEN = "circuit opened (or another process holds its probe)"
 Prepared = tuple[ModelEntry, dict[str, Any], str]
 
@@ -141,10 +147,9 @@ def _settle_failure(services: Services, state: SelectionState, model: ModelEntry
     span.set_attribute(tm.SELECTOR_ACTION, failure.action)
     tm.mark_failed(span, failure.error_class)
     on_failure(services, state, model, failure)
-    if admission == "probe" and not failure.feeds_breaker:
-        # The provider answered (a 429, a refusal of this request): no sign of an unwell
-        # model, so the probe closes the circuit instead of leaving it half-open, the
-        # model excluded as "probe in flight" until the lease ran out.
+    if admission == "probe" and failure.error_class in PROVIDER_ANSWERED:
+        # No sign of an unwell model: the probe closes the circuit instead of leaving it
+        # half-open, the model excluded as "probe in flight" until the lease ran out.
         services.store.with_circuits(lambda c: c.record_success(model.id))
     return _failed(state, model.id, exc, failure, int((services.clock() - started) * 1000))
 

@@ -127,9 +127,12 @@ def test_breaker_opens_at_threshold_and_excludes_the_model(selection, services):
     assert out["model_used"] == SECOND
 
 
-@pytest.mark.parametrize("answer", [litellm.RateLimitError, litellm.ContentPolicyViolationError])
+@pytest.mark.parametrize(("answer", "after"), [
+    (litellm.RateLimitError, "closed"), (litellm.ContentPolicyViolationError, "closed"),
+    (litellm.UnsupportedParamsError, "half_open"),  # LiteLLM's own check: nothing was sent
+])
 def test_a_probe_the_provider_answers_closes_the_circuit(services, redis_client, prefix,
-                                                         checkpointer, answer):
+                                                         checkpointer, answer, after):
     """A 429 or a refusal is no sign of an unwell model. The probe gave no verdict: the
     circuit stayed half-open, the model excluded as "probe in flight" for the lease."""
     import dataclasses
@@ -151,7 +154,7 @@ def test_a_probe_the_provider_answers_closes_the_circuit(services, redis_client,
     clock.now += 3600  # past any open timeout: the next call is the probe
     out = run(selection, {PRIMARY: err(answer), "*": "ok"}, context=NO_DEADLINE)
     assert out["attempts"][0]["model_id"] == PRIMARY and out["model_used"] == SECOND
-    assert circuit() == "closed"
+    assert circuit() == after
 
 
 def test_a_retry_the_circuit_declines_is_named_in_the_error(selection, services):
@@ -584,3 +587,18 @@ def test_a_configured_copy_still_takes_ratings(selection, services):
     out = tagged.invoke({"context": PORT_HEALER, "prompt": PROMPT},
                         context=RunSettings(mock_responses={"*": "ok"}))
     assert tagged.rate(out["thread_id"], 0.9)["model_id"] == out["model_used"]
+
+
+def test_a_loops_client_is_let_go_when_the_loop_closes(checkpointer):
+    """Each `asyncio.run` left its loop, a client and a socket alive: the saver kept for
+    the loop pointed back at it."""
+    import asyncio
+    import gc
+
+    async def read() -> None:
+        await checkpointer.aget_tuple({"configurable": {"thread_id": "none"}})
+
+    for _ in range(5):
+        asyncio.run(read())
+    gc.collect()
+    assert len(checkpointer._by_loop) <= 1  # noqa: SLF001  # the last loop's, at most
