@@ -23,8 +23,12 @@ readers, `list` and `delete_thread` are used unchanged), atomically and in one r
 # returns the whole hash while it is small (a listpack: up to `hash-max-listpack-entries`,
 # 128 by default, 512 on some servers), so a put checked up to 512 entries: 0.41 ms of
 # server time at 500 entries against 0.10 ms now (measured).
-# The index keys it checks are not in KEYS: fine on one Redis server, which is what this
-# package supports (it is not cluster-aware either).
+# It also drops from the thread's timeline (the index) the oldest two checkpoint ids whose
+# checkpoint has expired: the timeline of a thread reused within its TTL otherwise kept
+# every id it ever had, and each history read walked them all. A put adds one and drops
+# up to two, so stale ids do not pile up.
+# The index and checkpoint keys it checks are not in KEYS: fine on one Redis server, which
+# is what this package supports (it is not cluster-aware either).
 PUT = """
 local seq = redis.call('INCR', KEYS[1])
 local ttl = tonumber(ARGV[2])
@@ -40,6 +44,10 @@ if ttl > 0 then
   redis.call('EXPIRE', KEYS[3], ttl)
   for _, entry in ipairs(redis.call('HRANDFIELD', KEYS[4], 16)) do
     if redis.call('EXISTS', entry) == 0 then redis.call('HDEL', KEYS[4], entry) end
+  end
+  local base = string.sub(KEYS[2], 1, #KEYS[2] - #ARGV[1])
+  for _, old in ipairs(redis.call('ZRANGE', KEYS[3], 0, 1)) do
+    if redis.call('EXISTS', base .. old) == 0 then redis.call('ZREM', KEYS[3], old) end
   end
 end
 return seq

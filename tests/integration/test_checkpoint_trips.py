@@ -248,3 +248,20 @@ def test_a_put_keeps_alive_the_values_its_checkpoint_keeps_from_earlier_puts(pre
     assert sorted(client.ttl(key) > 500 for key in blobs) == [False, True, True, True]
     # the one not kept: the superseded position; the new one is written with the TTL
     assert client.ttl(next(k for k in blobs if b":position:" in k)) <= 5
+
+
+def test_a_put_drops_expired_checkpoints_from_the_threads_timeline(prefix):
+    """A thread reused within its TTL kept every checkpoint id it ever had in its index."""
+    client = redis.Redis.from_url(REDIS_URL)
+    saver = _saver(f"{prefix}lg", ttl_s=600)
+    config, checkpoint, versions = _checkpoint("reused")
+    for i in range(5):
+        saver.put(config, {**checkpoint, "id": f"c{i}"}, {"source": "loop", "step": i}, versions)
+    index = f"{prefix}lg:idx:reused:"
+    assert client.zcard(index) == 5
+    for i in range(4):
+        client.delete(f"{prefix}lg:cp:reused::c{i}")  # expired
+    saver.put(config, {**checkpoint, "id": "c5"}, {"source": "loop", "step": 5}, versions)
+    saver.put(config, {**checkpoint, "id": "c6"}, {"source": "loop", "step": 6}, versions)
+    assert [m.decode() for m in client.zrange(index, 0, -1)] == ["c4", "c5", "c6"]
+    assert len(list(saver.list(config))) == 3
