@@ -310,9 +310,8 @@ class SelectionGraph(CompiledStateGraph):
     def copy(self, update: dict[str, Any] | None = None) -> SelectionGraph:
         """LangGraph's copy (`with_config`, `interrupt_before` by update) rebuilds the graph
         from its constructor's arguments, which `services` is not: `rate` then failed."""
-        services = self.services
-        copied = super().copy({k: v for k, v in (update or {}).items() if k != "services"})
-        copied.services = (update or {}).get("services", services)
+        copied = super().copy(update)
+        copied.services = self.services
         return copied
 
     def rate(self, request_id: str, quality: float, comment: str | None = None) -> dict[str, Any]:
