@@ -21,7 +21,7 @@ from langgraph.graph.state import CompiledStateGraph
 from langgraph.types import Command, GraphOutput
 from pydantic import BaseModel, ValidationError
 
-from graph.checkpoint import NEW_THREAD
+from graph.checkpoint import NEW_THREAD, Minted
 from graph.context import TaskContext
 from graph.services import Services
 from graph.state import (RunSettings, SelectionInput, SelectionOutput, SelectionState,
@@ -123,7 +123,7 @@ def _with_thread(config: RunnableConfig | None) -> RunnableConfig:
     chosen = chosen_thread_id(configurable)
     if chosen is None:
         configurable["thread_id"] = str(uuid.uuid4())
-        configurable[NEW_THREAD] = True  # nothing to read back: the checkpointer skips it
+        configurable[NEW_THREAD] = Minted()  # nothing to read back: the first read skips it
     else:  # the flag is ours alone: a caller's thread is never taken for a minted one
         configurable.pop(NEW_THREAD, None)
         configurable["thread_id"] = chosen  # 123 is thread "123" in every key and record

@@ -47,8 +47,23 @@ PREFIX = "model-selector:lg"
 VERSION_STEP = 1 << 32
 _VERSION_BITS = random.Random()  # its own: a caller's random.seed(n) must not repeat versions
 NEW_THREAD = "__model_selector_new_thread__"
-"""Configurable flag set by `SelectionGraph` on a thread id it minted. LangGraph keeps
-"__" keys out of checkpoint metadata and LangChain out of run metadata."""
+"""Configurable flag set by `SelectionGraph` on a thread id it minted (its value a
+`Minted`). LangGraph keeps "__" keys out of checkpoint metadata and LangChain out of run
+metadata."""
+
+
+class Minted(int):
+    """The flag's value: true, and good for one read. The run's first read of its latest
+    checkpoint takes it and skips Redis (nothing can be there yet). LangGraph copies the
+    flag into the configs it emits (`stream_mode="checkpoints"` or `"debug"`); a later
+    read with one of them, its `checkpoint_id` removed, finds the flag taken and reads the
+    thread's checkpoints. A plain `True` (a forged or JSON round-tripped flag) is never
+    taken for one."""
+
+    def __new__(cls) -> Minted:
+        flag = super().__new__(cls, 1)
+        flag.unread = True
+        return flag
 
 
 def _written(config: RunnableConfig, checkpoint: Checkpoint) -> RunnableConfig:
@@ -169,9 +184,14 @@ class OneTripAsyncRedisSaver(AsyncRedisSaver):
 
 
 def _is_new_thread(config: RunnableConfig) -> bool:
-    """A minted thread's latest checkpoint: none can exist, so no read is needed."""
+    """A minted thread's latest checkpoint, read for the first time: none can exist, so no
+    read is needed (and the flag is taken: see `Minted`)."""
     conf = config.get("configurable") or {}
-    return bool(conf.get(NEW_THREAD)) and not conf.get("checkpoint_id")
+    flag = conf.get(NEW_THREAD)
+    if not isinstance(flag, Minted) or not flag.unread or conf.get("checkpoint_id"):
+        return False
+    flag.unread = False
+    return True
 
 
 class RedisCheckpointer(BaseCheckpointSaver):

@@ -13,7 +13,7 @@ import redis
 from langgraph.checkpoint.base import WRITES_IDX_MAP, empty_checkpoint
 from langgraph_checkpoint_plainredis import RedisSaver
 
-from graph.checkpoint import NEW_THREAD, RedisCheckpointer
+from graph.checkpoint import NEW_THREAD, Minted, RedisCheckpointer
 from graph.redis_conn import RedisTarget
 from graph.state import RunSettings
 from tests.conftest import PORT_HEALER, REDIS_URL
@@ -198,14 +198,20 @@ def test_a_minted_thread_is_not_read_but_a_named_checkpoint_is(prefix, monkeypat
     real = redis.Redis.execute_command
     monkeypatch.setattr(redis.Redis, "execute_command",
                         lambda self, *a, **k: sent.append(str(a[0])) or real(self, *a, **k))
-    minted = {"configurable": {**config["configurable"], NEW_THREAD: True}}
+    minted = {"configurable": {**config["configurable"], NEW_THREAD: Minted()}}
     assert saver.get_tuple(minted) is None
-    assert asyncio.run(saver.aget_tuple(minted)) is None
+    assert asyncio.run(saver.aget_tuple(
+        {"configurable": {**config["configurable"], NEW_THREAD: Minted()}})) is None
     assert sent == []
-    # The flag never hides a checkpoint asked for by id, nor a thread without the flag.
-    named = {"configurable": {**written["configurable"], NEW_THREAD: True}}
+    # Good for one read: a config that carries the flag later reads the thread.
+    assert saver.get_tuple(minted).checkpoint["id"] == checkpoint["id"]
+    # The flag never hides a checkpoint asked for by id, nor a thread without the flag,
+    # nor one whose flag is a plain true (forged, or a config read back from JSON).
+    named = {"configurable": {**written["configurable"], NEW_THREAD: Minted()}}
     assert saver.get_tuple(named).checkpoint["id"] == checkpoint["id"]
     assert saver.get_tuple(config).checkpoint["id"] == checkpoint["id"]
+    forged = {"configurable": {**config["configurable"], NEW_THREAD: True}}
+    assert saver.get_tuple(forged).checkpoint["id"] == checkpoint["id"]
 
 
 def test_a_graph_run_without_a_thread_sends_one_checkpoint_script(selection, monkeypatch):
@@ -228,6 +234,23 @@ def test_a_graph_run_without_a_thread_sends_one_checkpoint_script(selection, mon
         {"configurable": {"thread_id": out["thread_id"]}}))
     assert len(history) == 1 and history[0].values["model_used"] == out["model_used"]
     assert NEW_THREAD not in history[0].metadata
+
+
+@pytest.mark.parametrize("mode", ["checkpoints", "debug"])
+def test_a_config_the_run_emitted_reads_its_thread_later(selection, mode):
+    """LangGraph copies the minted flag into the configs it streams; one of them, without
+    its checkpoint id, read an empty state (the flag said "nothing written yet")."""
+    configs = []
+    for chunk in selection.stream({"context": PORT_HEALER, "prompt": "free port 8080"},
+                                  context=RunSettings(mock_responses={"*": "kill it"}),
+                                  stream_mode=mode):
+        payload = chunk.get("payload", chunk) if mode == "debug" else chunk
+        if "config" in payload:
+            configs.append(payload["config"])
+    assert configs
+    configurable = {k: v for k, v in configs[-1]["configurable"].items() if k != "checkpoint_id"}
+    state = selection.get_state({"configurable": configurable})
+    assert state.values["response"] == "kill it"
 
 
 
